@@ -1,0 +1,56 @@
+"""kddbench: a plugin-based benchmark for knowledge and dataset distillation.
+
+Library entry points (the CLI is a thin layer over these)::
+
+    import kddbench
+    df = kddbench.run("suites/quickstart.toml")            # pandas DataFrame, one row per cell
+    df = kddbench.load_results("reports/quickstart")       # from stored records
+    result = kddbench.compare(baseline_df, current_df)     # regression gate
+"""
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .hookspecs import hookimpl  # noqa: E402  (cheap: pluggy only)
+from .specs import (  # noqa: E402
+    ArchitectureSpec,
+    CondenserSpec,
+    DatasetSpec,
+    ExecutorSpec,
+    KDMethodSpec,
+    ReporterSpec,
+    TaskSpec,
+)
+
+__all__ = [
+    "__version__", "hookimpl", "run", "load_results", "compare", "load_suite",
+    "ArchitectureSpec", "CondenserSpec", "DatasetSpec", "ExecutorSpec", "KDMethodSpec",
+    "ReporterSpec", "TaskSpec",
+]
+
+
+def run(suite, out_dir=None, **kwargs):
+    """Run a suite file (or a loaded :class:`kddbench.suite.Suite`); see :func:`kddbench.api.run`."""
+    from .api import run as _run
+
+    return _run(suite, out_dir, **kwargs)
+
+
+def load_results(path):
+    """A tidy DataFrame from a report directory or a results CSV."""
+    from .report import load_results as _load
+
+    return _load(path)
+
+
+def compare(baseline, current, **kwargs):
+    """Compare two results tables (DataFrames or paths); see :func:`kddbench.compare.compare`."""
+    from .api import compare as _compare
+
+    return _compare(baseline, current, **kwargs)
+
+
+def load_suite(path, overrides=()):
+    from .suite import load_suite as _load
+
+    return _load(path, overrides)

@@ -1,0 +1,284 @@
+"""The ``kddbench`` command: parses arguments and calls :mod:`kddbench.api`, nothing else."""
+from __future__ import annotations
+
+import enum
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from .errors import KddbenchError
+
+
+class ExitCode(enum.IntEnum):
+    OK = 0
+    REGRESSION = 1  # compare found a regression; run had failed cells
+    USAGE = 2       # bad input: suite errors, unknown names, missing data
+
+
+def _examples(*lines: str) -> str:
+    return "\n\n\b\nExamples:\n" + "\n".join(f"  {line}" for line in lines)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+             help="Benchmark knowledge distillation and dataset condensation, reproducibly."
+             + _examples("kddbench list", "kddbench run suites/quickstart.toml",
+                         "kddbench --plugin my_plugin.py run my_suite.toml",
+                         "kddbench compare reports/ci/baseline.csv reports/ci/results.csv"))
+@click.option("--plugin", "plugins", multiple=True, metavar="MODULE_OR_FILE",
+              help="Load a plugin that is not installed (a module name or a .py file). Repeatable.")
+@click.option("--disable-plugin", "disabled", multiple=True, metavar="NAME",
+              help="Do not load the installed plugin with this entry-point name. Repeatable.")
+@click.option("--no-autoload", is_flag=True,
+              help="Load no installed plugins (only --plugin ones); also "
+              "KDDBENCH_DISABLE_PLUGIN_AUTOLOAD=1.")
+@click.version_option(package_name="kddbench")
+def cli(plugins, disabled, no_autoload):
+    from . import plugins as plugin_mod
+
+    plugin_mod.configure(plugins, disabled, False if no_autoload else None)
+
+
+@cli.command("list", help="List every plugin by family, with versions and descriptions."
+             + _examples("kddbench list", "kddbench list condenser", "kddbench list --json"))
+@click.argument("family", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def list_cmd(family, as_json):
+    from .plugins import FAMILY_TITLES, get_registry
+
+    reg = get_registry()
+    families = list(FAMILY_TITLES)
+    if family:
+        matches = [f for f in families if f.startswith(family) or FAMILY_TITLES[f].startswith(
+            family)]
+        if not matches:
+            from .errors import unknown_message
+
+            raise KddbenchError(unknown_message("plugin family", family, families))
+        families = matches
+    if as_json:
+        out = {f: [{"name": s.name, "version": s.version, "description": s.description,
+                    "aliases": list(s.aliases), "options": dict(s.options),
+                    "plugin": reg.owner(f, s.name)}
+                   for s in (reg.specs[f][n] for n in reg.names(f))] for f in families}
+        click.echo(json.dumps(out, indent=1, default=str))
+        return
+    for fam in families:
+        click.echo(f"{FAMILY_TITLES[fam]} ({len(reg.names(fam))}):")
+        for name in reg.names(fam):
+            spec = reg.specs[fam][name]
+            shown = name + (":<name>" if spec.prefix else "")
+            alias = f" (aliases: {', '.join(spec.aliases)})" if spec.aliases else ""
+            click.echo(f"  {shown:<18} v{spec.version:<3} {spec.description}{alias}")
+        click.echo("")
+    for warning in reg.load_warnings:
+        click.echo(f"warning: {warning}", err=True)
+
+
+@cli.command(help="Show one plugin's details, or the cells of a suite file and their state."
+             + _examples("kddbench show dm", "kddbench show suites/quickstart.toml"))
+@click.argument("name")
+@click.option("--out", type=click.Path(), help="Report directory to check cells against.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE",
+              help="Override a suite value before expansion.")
+def show(name, out, overrides):
+    from .plugins import FAMILY_TITLES, get_registry
+
+    if name.endswith(".toml") or Path(name).is_file():
+        _print_plan(name, out, overrides)
+        return
+    reg = get_registry()
+    found = False
+    for fam in FAMILY_TITLES:
+        try:
+            spec = reg.get(fam, name)
+        except KeyError:
+            continue
+        found = True
+        click.echo(f"{spec.name}  [{FAMILY_TITLES[fam]}]  version {spec.version}")
+        click.echo(f"  {spec.description}")
+        click.echo(f"  registered by: {reg.owner(fam, spec.name)}")
+        click.echo(f"  factory: {spec.factory if isinstance(spec.factory, str) else spec.factory!r}")
+        if spec.aliases:
+            click.echo(f"  aliases: {', '.join(spec.aliases)}")
+        for key, value in dict(spec.options).items():
+            click.echo(f"  option {key} = {value!r}")
+        for attr in ("axes", "required"):
+            if getattr(spec, attr, None):
+                click.echo(f"  {attr}: {', '.join(getattr(spec, attr))}")
+    if not found:
+        from .errors import unknown_message
+
+        every = [n for fam in FAMILY_TITLES for n in reg.names(fam)]
+        raise KddbenchError(unknown_message("plugin", name, every))
+
+
+def _print_plan(path, out, overrides):
+    from .api import report_dir
+    from .runner import plan
+    from .store import ResultStore
+    from .suite import load_suite
+
+    suite = load_suite(path, overrides)
+    rows = plan(suite.cells, ResultStore(report_dir(suite, out)))
+    import pandas as pd
+
+    frame = pd.DataFrame(rows, dtype=object).drop(columns=["cell_id"]).fillna("—")
+    click.echo(frame.to_markdown(index=False, disable_numparse=True))
+    counts = frame["state"].value_counts().to_dict()
+    click.echo(f"\n{len(rows)} cells: " + ", ".join(f"{v} {k}" for k, v in sorted(
+        counts.items())))
+
+
+@cli.command(help="Check suite files (names, keys, types) without running anything."
+             + _examples("kddbench validate suites/*.toml"))
+@click.argument("suites", nargs=-1, required=True, type=click.Path())
+@click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE")
+def validate(suites, overrides):
+    from .suite import load_suite
+
+    bad = 0
+    for path in suites:
+        try:
+            suite = load_suite(path, overrides)
+        except KddbenchError as exc:
+            click.echo(str(exc), err=True)
+            bad += 1
+            continue
+        click.echo(f"{path}: ok ({len(suite.cells)} cells, {len(suite.tables)} tables)")
+    if bad:
+        sys.exit(ExitCode.USAGE)
+
+
+@cli.command(help="Run a suite: every cell not yet finished, then rebuild its reports."
+             + _examples("kddbench run suites/quickstart.toml",
+                         "kddbench run suites/quickstart.toml --dry-run",
+                         "kddbench run suites/paper_tables.toml --device cuda --download",
+                         "kddbench run suites/quickstart.toml --set 'experiments.*.seeds=1'"))
+@click.argument("suite", type=click.Path())
+@click.option("--out", type=click.Path(), help="Report directory [default: reports/<suite name>].")
+@click.option("--device", default="auto", show_default=True,
+              help="auto (a GPU when there is one), cpu, cuda, cuda:1, ...")
+@click.option("--data-root", type=click.Path(), envvar="KDDBENCH_DATA",
+              help="Where data sets live [env KDDBENCH_DATA; default ~/.cache/kddbench/data].")
+@click.option("--download/--no-download", default=None,
+              help="Allow downloading missing data sets [env KDDBENCH_DOWNLOAD=1].")
+@click.option("--cache-dir", type=click.Path(), envvar="KDDBENCH_CACHE",
+              help="Artifact cache [env KDDBENCH_CACHE; default ~/.cache/kddbench].")
+@click.option("--no-cache", is_flag=True, help="Neither read nor write cached artifacts.")
+@click.option("--jobs", "-j", default="auto", show_default=True,
+              help="Worker processes; auto = one single-threaded worker per CPU core (max 8), "
+              "or 1 on a GPU.")
+@click.option("--executor", default=None, help="Executor plugin (inprocess, process, ...).")
+@click.option("--threads", type=int, default=None, help="torch threads per worker.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE",
+              help="Override a suite value, e.g. protocols.quick.epochs=5. Repeatable.")
+@click.option("--only", multiple=True, metavar="EXPERIMENT", help="Run only these experiments.")
+@click.option("--dry-run", is_flag=True, help="List the cells and which are already done.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def run(suite, out, device, data_root, download, cache_dir, no_cache, jobs, executor, threads,
+        overrides, only, dry_run, no_progress):
+    if dry_run:
+        _print_plan(suite, out, overrides)
+        return
+    from . import api
+    from .report import failures
+
+    df = api.run(suite, out, overrides=overrides, device=device, data_root=data_root,
+                 download=download, cache_dir=cache_dir, use_cache=not no_cache, jobs=jobs,
+                 executor=executor, progress=not no_progress, threads=threads, only=only)
+    suite_obj = api.resolve_suite(suite, overrides)
+    where = api.report_dir(suite_obj, out)
+    click.echo((where / "leaderboard.md").read_text())
+    bad = failures(df)
+    click.echo(f"results: {where / 'results.csv'}; leaderboard: {where / 'leaderboard.md'}")
+    if not bad.empty:
+        click.echo(f"{len(bad)} cell(s) failed; their tracebacks are in {where / 'records'}. "
+                   "Fix the cause and run again: finished cells are not recomputed.", err=True)
+        sys.exit(ExitCode.REGRESSION)
+
+
+@cli.command(help="Rebuild results.csv and the leaderboards from stored records (no compute)."
+             + _examples("kddbench report suites/quickstart.toml",
+                         "kddbench report suites/quickstart.toml --out reports/quickstart"))
+@click.argument("suite", type=click.Path())
+@click.option("--out", type=click.Path(), help="Report directory [default: reports/<suite name>].")
+@click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE")
+def report(suite, out, overrides):
+    from . import api
+
+    if Path(suite).is_dir():
+        out = out or suite
+        suite = str(Path(suite) / "suite.toml")
+        if not Path(suite).exists():
+            raise KddbenchError(f"{Path(out)} holds no suite.toml; pass the suite file instead")
+        overrides = tuple(api.saved_overrides(Path(out))) + tuple(overrides)
+    api.report(suite, out, overrides)
+    where = api.report_dir(api.resolve_suite(suite, overrides), out)
+    click.echo((where / "leaderboard.md").read_text())
+
+
+@cli.command(help="Compare current results with a baseline; exit 1 on a regression, 2 when "
+             "versions differ. Files are results.csv tables or report directories."
+             + _examples("kddbench compare reports/ci/baseline.csv reports/ci/results.csv",
+                         "kddbench compare base.csv cur.csv --tolerance 2.0 "
+                         "--tolerance 'macro_f1=3' --metric accuracy --metric macro_f1"))
+@click.argument("baseline", type=click.Path(exists=True))
+@click.argument("current", type=click.Path(exists=True))
+@click.option("--tolerance", "tolerances", multiple=True, metavar="[PATTERN=]POINTS",
+              help="Allowed drop: a number (default for all metrics) or pattern=number; the "
+              "longest matching pattern wins. [default: 1.0]")
+@click.option("--metric", "metrics", multiple=True, help="Metrics to gate [default: accuracy].")
+@click.option("--spread-k", default=2.0, show_default=True,
+              help="A change within k x the seed standard deviation is noise.")
+@click.option("--allow-version-change", is_flag=True,
+              help="Compare even when plugin or protocol versions differ.")
+def compare(baseline, current, tolerances, metrics, spread_k, allow_version_change):
+    from . import api
+    from .compare import format_comparison, parse_tolerances
+
+    default, patterns = parse_tolerances(tolerances)
+    result = api.compare(baseline, current, metrics=metrics or ("accuracy",), tolerance=default,
+                         tolerances=patterns, spread_k=spread_k,
+                         allow_version_change=allow_version_change)
+    click.echo(format_comparison(result))
+    sys.exit(result.exit_code)
+
+
+@cli.command(help="Measure training throughput of the shared protocol against a bare torch "
+             "loop on the same tensors and model (and a matmul ceiling)."
+             + _examples("kddbench bench", "kddbench bench --arch convnet3 --images 512"))
+@click.option("--arch", default="convnet3", show_default=True)
+@click.option("--images", default=512, show_default=True, help="Training images per run.")
+@click.option("--epochs", default=2, show_default=True)
+@click.option("--repeats", default=3, show_default=True)
+@click.option("--device", default="auto", show_default=True)
+def bench(arch, images, epochs, repeats, device):
+    from .bench import protocol_vs_bare
+
+    rows = protocol_vs_bare(arch=arch, images=images, epochs=epochs, repeats=repeats,
+                            device=device)
+    import pandas as pd
+
+    click.echo(pd.DataFrame(rows).to_markdown(index=False, floatfmt=".1f"))
+
+
+def main(argv=None) -> None:
+    try:
+        cli.main(args=argv, prog_name="kddbench", standalone_mode=False)
+    except KddbenchError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(ExitCode.USAGE)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(ExitCode.USAGE)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,91 @@
+"""The public types of the condensation family: what a condenser gets and what it returns."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+
+from .data import DataSplits
+
+
+@dataclass
+class CondenseRequest:
+    """Everything a condensation method may use.
+
+    data:        the real data set, on ``device``.
+    ipc:         images per class (None for budget-free methods such as ``full``).
+    arch:        name of the distillation architecture; ``build_net(seed)`` returns a fresh,
+                 seeded instance of it on ``device`` (methods that sample many networks call it
+                 with seeds drawn from ``generator``).
+    generator:   the only source of randomness (seeded from the cell).
+    checkpoint:  ``checkpoint.load()`` -> state dict or None, ``checkpoint.save(state)``: long
+                 methods save their state every so often so an interrupted run resumes.
+    log:         ``log(step, **scalars)`` records a loss curve.
+    augment:     ``augment(name) -> fn(x, generator)`` gives the shared batched augmentations.
+    """
+
+    data: DataSplits
+    ipc: int | None
+    arch: str
+    build_net: Callable[[int], torch.nn.Module]
+    generator: torch.Generator
+    device: torch.device
+    checkpoint: Any = None
+    log: Callable[..., None] = lambda step, **scalars: None
+    augment: Callable[[str], Any] | None = None
+    seed: int = 0
+
+
+@dataclass
+class SyntheticSet:
+    """A condensed training set.
+
+    images: (N, C, H, W) normalised like the real data.  labels: (N,) int64 class indices or
+    (N, C) soft labels.  lr: an optional learned learning rate for evaluation training.
+    init_images: the images at initialisation (for pictures), if the method synthesises.
+    curve: a list of {"step": ..., "loss": ...} dicts.
+    """
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    lr: float | None = None
+    init_images: torch.Tensor | None = None
+    curve: list[dict[str, float]] = field(default_factory=list)
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def to_tensors(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"images": self.images.detach().cpu(),
+                               "labels": self.labels.detach().cpu()}
+        if self.lr is not None:
+            out["lr"] = torch.tensor(float(self.lr))
+        if self.init_images is not None:
+            out["init_images"] = self.init_images.detach().cpu()
+        if self.curve:
+            keys = sorted({k for row in self.curve for k in row})
+            out["curve_keys"] = keys
+            out["curve"] = torch.tensor([[float(row.get(k, float("nan"))) for k in keys]
+                                         for row in self.curve])
+        return out
+
+    @classmethod
+    def from_tensors(cls, data: dict[str, Any]) -> "SyntheticSet":
+        curve = []
+        if "curve" in data:
+            keys = data["curve_keys"]
+            curve = [dict(zip(keys, map(float, row))) for row in data["curve"].tolist()]
+        lr = float(data["lr"]) if "lr" in data else None
+        return cls(data["images"], data["labels"], lr, data.get("init_images"), curve)
+
+    def hard_labels(self) -> torch.Tensor:
+        return self.labels.argmax(1) if self.labels.dim() == 2 else self.labels
+
+
+def take_per_class(data: DataSplits, ipc: int, generator: torch.Generator) -> torch.Tensor:
+    """Indices of ``ipc`` random real training images of each class (fewer if a class is small)."""
+    picks = []
+    for idx in data.indices_by_class():
+        order = torch.randperm(idx.numel(), generator=generator,
+                               device=generator.device).to(idx.device)
+        picks.append(idx[order[:ipc]])
+    return torch.cat(picks)

@@ -1,0 +1,113 @@
+"""What a task plugin may use while it runs one cell: data, networks, recipes, artifacts."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import torch
+
+from .cells import Cell, short_hash
+from .data import DataSplits
+from .errors import KddbenchError
+from .plugins import Registry
+from .protocol import Recipe, make_generator, seeded
+from .store import ArtifactCache
+
+DATA_ENV = "KDDBENCH_DATA"
+DOWNLOAD_ENV = "KDDBENCH_DOWNLOAD"
+
+
+def default_data_root() -> Path:
+    env = os.environ.get(DATA_ENV)
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "kddbench" / "data"
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise KddbenchError("--device cuda was asked for but torch sees no GPU; use --device cpu")
+    return torch.device(name)
+
+
+def derive_seed(seed: int, *stream: Any) -> int:
+    """An independent 63-bit seed for one named random stream of a cell."""
+    return int(short_hash([seed, *stream], 15), 16)
+
+
+class Checkpoint:
+    """Resumable state of one long computation, kept in the artifact cache."""
+
+    def __init__(self, cache: ArtifactCache, key: Mapping[str, Any]):
+        self.cache, self.key = cache, dict(key)
+
+    def load(self) -> Any | None:
+        return self.cache.load("checkpoints", self.key) if self.cache.enabled else None
+
+    def save(self, state: Any) -> None:
+        if self.cache.enabled:
+            self.cache.save("checkpoints", self.key, state)
+
+    def clear(self) -> None:
+        self.cache.discard("checkpoints", self.key)
+
+
+@dataclass
+class RunContext:
+    registry: Registry
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    data_root: Path = field(default_factory=default_data_root)
+    download: bool = field(default_factory=lambda: bool(os.environ.get(DOWNLOAD_ENV)))
+    artifacts: ArtifactCache = field(default_factory=ArtifactCache)
+    log: Callable[[str], None] = lambda message: None
+    output_dir: Path | None = None  # the suite's report directory, for pictures and curves
+    _data: dict[str, DataSplits] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # per-cell scratch (e.g. curves)
+
+    # data -----------------------------------------------------------------
+    def data(self, name: str, options: Mapping[str, Any] | None = None) -> DataSplits:
+        """A data set's splits on this context's device (loaded once per process)."""
+        spec = self.registry.get("dataset", name)
+        opts = spec.resolve_options(options)
+        key = f"{spec.name}:{short_hash(opts)}"
+        if key not in self._data:
+            splits = spec.load()(self.data_root, self.download, **opts)
+            splits.fingerprint()
+            self._data[key] = splits.to(self.device)
+        return self._data[key]
+
+    # networks --------------------------------------------------------------
+    def build_net(self, arch: str, data: DataSplits, seed: int,
+                  options: Mapping[str, Any] | None = None) -> torch.nn.Module:
+        """A fresh network for ``data``, its weights drawn from ``seed`` alone."""
+        spec = self.registry.get("architecture", arch)
+        opts = spec.resolve_options(options)
+        if spec.prefix and ":" in arch:
+            opts["name"] = arch.split(":", 1)[1]
+        with seeded(seed):
+            net = spec.load()(data.channels, data.num_classes, data.image_size, **opts)
+        return net.to(self.device)
+
+    def checkpoint(self, key: Mapping[str, Any]) -> Checkpoint:
+        return Checkpoint(self.artifacts, key)
+
+    # randomness and recipes --------------------------------------------------
+    def generator(self, cell: Cell, *stream: Any) -> torch.Generator:
+        return make_generator(derive_seed(cell.seed, *stream), self.device)
+
+    def seed(self, cell: Cell, *stream: Any) -> int:
+        return derive_seed(cell.seed, *stream)
+
+    @staticmethod
+    def recipe(cell: Cell) -> Recipe:
+        return Recipe.from_mapping(cell.recipe)
+
+    def augment(self, name: str, data: DataSplits):
+        """The shared batched augmentation called ``name`` for ``data`` (None for "none")."""
+        if name in ("none", "", None):
+            return None
+        from . import augment
+
+        return augment.build(name, data)

@@ -1,0 +1,234 @@
+"""The one training and evaluation protocol every method is judged by.
+
+A :class:`Recipe` says how to train (defaults: REFERENCE.md section 2, the evaluation protocol of
+the dataset-distillation papers).  :func:`train` runs it on tensors that already sit on the
+device, with no DataLoader in the hot loop; :func:`evaluate` measures the real test set.
+Everything random draws from generators seeded by the caller.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any, Callable, Iterator, Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import KddbenchError
+from .nn import count_parameters, model_size_mb
+
+PROTOCOL_VERSION = "1"
+
+Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
+# loss_fn(model, x_batch, y_batch, index_batch) -> scalar loss
+LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How a model is trained and tested.  Every field can be set per suite protocol."""
+
+    epochs: int = 300
+    batch_size: int = 256
+    optimizer: str = "sgd"          # sgd | adam
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: str = "step_half"     # step_half (x0.1 at half) | cosine | constant
+    augment: str = "none"           # none | dsa | flip_rotate (see kddbench.augment)
+    test_batch_size: int = 256
+    label_smoothing: float = 0.0
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> "Recipe":
+        known = {f.name for f in fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise KddbenchError(f"unknown protocol keys {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**values)
+
+    def with_(self, **changes: Any) -> "Recipe":
+        return replace(self, **changes)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+RECIPE_KEYS = tuple(f.name for f in fields(Recipe))
+
+
+@contextlib.contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Run a block (e.g. building a network) with torch's global RNG seeded, then restore it."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+def make_generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
+    g = torch.Generator(device=device)
+    g.manual_seed(int(seed))
+    return g
+
+
+def make_optimizer(recipe: Recipe, params) -> torch.optim.Optimizer:
+    if recipe.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=recipe.lr, momentum=recipe.momentum,
+                               weight_decay=recipe.weight_decay)
+    if recipe.optimizer == "adam":
+        return torch.optim.Adam(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
+    raise KddbenchError(f"unknown optimizer {recipe.optimizer!r} (sgd, adam)")
+
+
+def lr_at(recipe: Recipe, epoch: int, base_lr: float) -> float:
+    if recipe.schedule == "step_half":
+        return base_lr * (0.1 if epoch >= recipe.epochs // 2 and recipe.epochs > 1 else 1.0)
+    if recipe.schedule == "cosine":
+        return base_lr * 0.5 * (1 + math.cos(math.pi * epoch / max(1, recipe.epochs)))
+    if recipe.schedule == "constant":
+        return base_lr
+    raise KddbenchError(f"unknown schedule {recipe.schedule!r} (step_half, cosine, constant)")
+
+
+def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor, smoothing: float = 0.0):
+    """Cross-entropy for hard (N,) or soft (N, C) targets."""
+    if target.dtype.is_floating_point:
+        return -(target * F.log_softmax(logits, dim=1)).sum(1).mean()
+    return F.cross_entropy(logits, target, label_smoothing=smoothing)
+
+
+@dataclass
+class TrainResult:
+    train_time_s: float
+    steps: int
+    images_seen: int
+    final_loss: float
+
+
+def train(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    recipe: Recipe,
+    generator: torch.Generator,
+    augment: Augment | None = None,
+    loss_fn: LossFn | None = None,
+    extra_params: list[torch.Tensor] | None = None,
+    lr: float | None = None,
+) -> TrainResult:
+    """Train ``model`` in place on (x, y) by ``recipe``.
+
+    x, y:         tensors on the model's device; y holds class indices or soft labels (N, C).
+    generator:    the only source of randomness (shuffling; ``augment`` gets it too).
+    loss_fn:      replaces cross-entropy, e.g. a KD loss; called with the batch's indices so it
+                  can look up cached teacher outputs.
+    extra_params: trained alongside the model (e.g. FitNets regressors).
+    lr:           overrides ``recipe.lr`` (a learned learning rate from a condensed set).
+    """
+    n = int(x.shape[0])
+    if n == 0:
+        raise KddbenchError("cannot train on an empty training set")
+    base_lr = recipe.lr if lr is None else float(lr)
+    params = list(model.parameters()) + list(extra_params or [])
+    opt = make_optimizer(recipe.with_(lr=base_lr), params)
+    bs = min(recipe.batch_size, n)
+    model.train()
+    steps = seen = 0
+    loss = torch.zeros(())
+    start = time.perf_counter()
+    for epoch in range(recipe.epochs):
+        for group in opt.param_groups:
+            group["lr"] = lr_at(recipe, epoch, base_lr)
+        perm = torch.randperm(n, generator=generator, device=generator.device).to(x.device)
+        for i in range(0, n, bs):
+            idx = perm[i:i + bs]
+            xb, yb = x[idx], y[idx]
+            if augment is not None:
+                xb = augment(xb, generator)
+            if loss_fn is None:
+                loss = soft_cross_entropy(model(xb), yb, recipe.label_smoothing)
+            else:
+                loss = loss_fn(model, xb, yb, idx)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            steps += 1
+            seen += int(idx.numel())
+    if x.is_cuda:
+        torch.cuda.synchronize(x.device)
+    elapsed = time.perf_counter() - start
+    final = float(loss.detach()) if steps else float("nan")
+    if not math.isfinite(final):
+        raise KddbenchError(f"training diverged (final loss {final}); lower the learning rate")
+    return TrainResult(elapsed, steps, seen, final)
+
+
+@torch.no_grad()
+def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    model.eval()
+    outs = [model(x[i:i + batch_size]).argmax(1) for i in range(0, int(x.shape[0]), batch_size)]
+    return torch.cat(outs) if outs else torch.empty(0, dtype=torch.long, device=x.device)
+
+
+def classification_metrics(pred: torch.Tensor, target: torch.Tensor, num_classes: int):
+    """Top-1 accuracy (%), misclassified count and macro F1 (%)."""
+    pred, target = pred.cpu(), target.cpu()
+    conf = torch.bincount(target * num_classes + pred, minlength=num_classes ** 2)
+    conf = conf.view(num_classes, num_classes).double()
+    tp = conf.diag()
+    precision = tp / conf.sum(0).clamp(min=1)
+    recall = tp / conf.sum(1).clamp(min=1)
+    f1 = torch.where(precision + recall > 0, 2 * precision * recall / (precision + recall),
+                     torch.zeros_like(tp))
+    present = conf.sum(1) > 0
+    correct = int(tp.sum())
+    total = int(target.numel())
+    return {
+        "accuracy": 100.0 * correct / max(1, total),
+        "misclassified": total - correct,
+        "macro_f1": 100.0 * float(f1[present].mean()) if present.any() else 0.0,
+    }
+
+
+def evaluate(model: nn.Module, x_test: torch.Tensor, y_test: torch.Tensor, num_classes: int,
+             batch_size: int = 256) -> dict[str, float]:
+    start = time.perf_counter()
+    pred = predict(model, x_test, batch_size)
+    metrics = classification_metrics(pred, y_test, num_classes)
+    metrics["test_time_s"] = time.perf_counter() - start
+    return metrics
+
+
+def model_metrics(model: nn.Module) -> dict[str, float]:
+    return {"params": count_parameters(model), "size_mb": model_size_mb(model)}
+
+
+def train_and_evaluate(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    x_test: torch.Tensor,
+    y_test: torch.Tensor,
+    num_classes: int,
+    recipe: Recipe,
+    generator: torch.Generator,
+    augment: Augment | None = None,
+    loss_fn: LossFn | None = None,
+    extra_params: list[torch.Tensor] | None = None,
+    lr: float | None = None,
+) -> dict[str, float]:
+    """The protocol in one call: train on (x, y), test on the real test set, all metrics."""
+    result = train(model, x, y, recipe, generator, augment, loss_fn, extra_params, lr)
+    metrics = evaluate(model, x_test, y_test, num_classes, recipe.test_batch_size)
+    metrics.update(model_metrics(model))
+    metrics.update({
+        "train_time_s": result.train_time_s,
+        "train_images_per_s": result.images_seen / max(result.train_time_s, 1e-9),
+        "n_train": int(x.shape[0]),
+        "train_bytes": int(x.numel() * x.element_size()),
+        "epochs": recipe.epochs,
+    })
+    return metrics

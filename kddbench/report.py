@@ -1,0 +1,176 @@
+"""Tidy results and leaderboards, always derived from the stored records."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import pandas as pd
+
+from .store import ResultStore, atomic_write_text
+
+ID_COLUMNS = ["cell_id", "config_id", "suite", "experiment", "task", "protocol", "seed", "status"]
+
+
+def tidy(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    """One row per record: identity columns, every axis, every metric, provenance."""
+    rows = []
+    for rec in records:
+        row = {k: rec.get(k) for k in ID_COLUMNS}
+        for key, value in rec.get("axes", {}).items():
+            row[key] = "+".join(map(str, value)) if isinstance(value, list) else value
+        row.update(rec.get("metrics", {}))
+        row["versions"] = ";".join(f"{k}={v}" for k, v in sorted(rec.get("versions", {}).items()))
+        row["options"] = json.dumps(rec.get("options", {}), sort_keys=True)
+        row["recipe"] = json.dumps(rec.get("recipe", {}), sort_keys=True)
+        env = rec.get("env", {})
+        row.update({"device": env.get("device"), "git": env.get("git"),
+                    "torch": env.get("torch"), "wall_time_s": rec.get("wall_time_s"),
+                    "error": rec.get("error")})
+        for key, value in rec.get("info", {}).items():
+            if isinstance(value, (str, int, float)):
+                row[f"info.{key}"] = value
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    if not df.empty:
+        df = df.sort_values(["experiment", "cell_id"], kind="stable").reset_index(drop=True)
+    return df
+
+
+def load_results(path: str | Path) -> pd.DataFrame:
+    """A results table from a report directory (its records) or a tidy CSV file."""
+    path = Path(path)
+    if path.is_dir():
+        return tidy(ResultStore(path).records())
+    return pd.read_csv(path)
+
+
+def _fmt(mean: float, std: float, n: int, digits: int) -> str:
+    if n == 0 or mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return "—"
+    if n == 1 or std is None or (isinstance(std, float) and math.isnan(std)):
+        return f"{mean:.{digits}f} (n=1)"
+    return f"{mean:.{digits}f} ± {std:.{digits}f} (n={n})"
+
+
+def _label(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _matches(row: Mapping[str, Any], where: Mapping[str, Any]) -> bool:
+    for key, wanted in where.items():
+        actual = row.get(key)
+        wanted_list = wanted if isinstance(wanted, list) else [wanted]
+        if _label(actual) not in [_label(w) for w in wanted_list]:
+            return False
+    return True
+
+
+def leaderboard(df: pd.DataFrame, table, references: Sequence = ()) -> pd.DataFrame:
+    """Pivot ``df`` (ok rows only) into the table described by a suite ``[[tables]]`` entry.
+
+    Cells read ``mean ± std (n=k)`` over seeds; with references, a ``published`` cell follows.
+    """
+    ok = df[df["status"] == "ok"] if "status" in df else df
+    if table.experiments:
+        ok = ok[ok["experiment"].isin(table.experiments)]
+    if table.where:
+        ok = ok[[_matches(r, table.where) for r in ok.to_dict("records")]]
+    keys = list(table.rows) + list(table.columns)
+    if ok.empty or table.metric not in ok:
+        return pd.DataFrame()
+    ok = ok.copy()
+    for k in keys:
+        ok[k] = ok[k].map(_label) if k in ok else "—"
+    grouped = ok.groupby(keys, sort=False, dropna=False)[table.metric].agg(["mean", "std", "count"])
+    out_rows: dict[tuple, dict[str, str]] = {}
+    refs = [r for r in references if r.metric == table.metric] if table.reference else []
+    for key, stats in grouped.iterrows():
+        key = key if isinstance(key, tuple) else (key,)
+        row_key, col_key = key[:len(table.rows)], key[len(table.rows):]
+        col = " / ".join(f"{c}={v}" for c, v in zip(table.columns, col_key)) or table.metric
+        text = _fmt(stats["mean"], stats["std"], int(stats["count"]), table.digits)
+        values = dict(zip(keys, key))
+        for ref in refs:
+            if all(_label(values.get(k, "—")) in [_label(x) for x in (v if isinstance(v, list)
+                   else [v])] for k, v in ref.match.items() if k in values) and \
+                    all(k in values for k in ref.match):
+                pub = f"{ref.value:.{table.digits}f}"
+                if ref.std is not None:
+                    pub += f" ± {float(ref.std):.{table.digits}f}"
+                text += f" [paper {pub}]"
+                break
+        out_rows.setdefault(row_key, {})[col] = text
+    index = pd.MultiIndex.from_tuples(list(out_rows), names=table.rows) if len(table.rows) > 1 \
+        else pd.Index([k[0] for k in out_rows], name=table.rows[0])
+    result = pd.DataFrame(list(out_rows.values()), index=index).fillna("—")
+    return result.reset_index()
+
+
+def to_markdown(frame: pd.DataFrame) -> str:
+    if frame.empty:
+        return "_no finished results yet_\n"
+    return frame.to_markdown(index=False, disable_numparse=True) + "\n"
+
+
+def failures(df: pd.DataFrame) -> pd.DataFrame:
+    if df.empty or "status" not in df:
+        return pd.DataFrame()
+    bad = df[df["status"] != "ok"]
+    cols = [c for c in ["experiment", "cell_id", "seed", "error"] if c in bad]
+    return bad[cols]
+
+
+def render_report(suite, df: pd.DataFrame, references: Sequence = ()) -> str:
+    """The whole Markdown report of a suite: budget, protocols, tables, failures."""
+    lines = [f"# {suite.name}", ""]
+    if suite.description:
+        lines += [suite.description.strip(), ""]
+    if suite.budget:
+        lines += ["**Budget used:** " + suite.budget.strip(), ""]
+    if not df.empty:
+        env_cols = [c for c in ("device", "torch", "git") if c in df]
+        if env_cols:
+            env = df[env_cols].dropna().drop_duplicates().astype(str)
+            lines += ["Produced on: " + "; ".join(", ".join(f"{c} {r[c]}" for c in env_cols)
+                                                   for _, r in env.iterrows()), ""]
+        n_ok = int((df["status"] == "ok").sum())
+        lines += [f"Cells finished: {n_ok} of {len(df)} recorded.", ""]
+    used = sorted(set(df["protocol"])) if "protocol" in df and not df.empty else []
+    if used:
+        lines += ["## Protocols", ""]
+        for name in used:
+            recipe = suite.protocols.get(name, {})
+            lines.append(f"- `{name}`: " + ", ".join(f"{k}={v}" for k, v in recipe.items()))
+        lines += ["", "Per-cell recipe overrides are in `results.csv` (column `recipe`); accuracy "
+                  "is measured after the last epoch, never the best epoch on the test set.", ""]
+    for table in suite.tables:
+        lines += [f"## {table.title or table.name}", ""]
+        if table.note:
+            lines += [table.note.strip(), ""]
+        lines += [f"Metric: `{table.metric}`, mean ± std over seeds (n = seeds)."
+                  + (" `[paper x]`: the published number." if references else ""), ""]
+        lines.append(to_markdown(leaderboard(df, table, references)))
+    bad = failures(df)
+    if not bad.empty:
+        lines += ["## Failed cells", "", to_markdown(bad)]
+    return "\n".join(lines)
+
+
+def write_reports(suite, out_dir: str | Path) -> pd.DataFrame:
+    """Rebuild ``results.csv``, ``leaderboard.md`` and one CSV per table from the records."""
+    out = Path(out_dir)
+    store = ResultStore(out)
+    ids = {c.cell_id for c in suite.cells}
+    df = tidy(r for r in store.records() if r.get("cell_id") in ids)
+    atomic_write_text(out / "results.csv", df.to_csv(index=False))
+    atomic_write_text(out / "leaderboard.md", render_report(suite, df, suite.references))
+    for table in suite.tables:
+        frame = leaderboard(df, table, suite.references)
+        atomic_write_text(out / f"leaderboard_{table.name}.csv", frame.to_csv(index=False))
+    return df

@@ -1,0 +1,62 @@
+"""The ``condense`` task: build (or reuse) a condensed set, evaluate it by the shared protocol.
+
+One condensed set is an artifact keyed by (data fingerprint, method, its options and version,
+ipc, distillation architecture, seed): evaluating it on five architectures condenses once.
+"""
+from __future__ import annotations
+
+import time
+
+from kddbench.condense import CondenseRequest, SyntheticSet
+from kddbench.protocol import train_and_evaluate
+
+
+def condensed_set(cell, ctx, data) -> tuple[SyntheticSet, float]:
+    """The cell's condensed set and the seconds its condensation took (cached or not)."""
+    method = cell["method"]
+    spec = ctx.registry.get("condenser", method)
+    distill_arch = cell.get("distill_arch") or cell["eval_arch"]
+    options = dict(cell.options.get(spec.name, {}))
+    key = {"data": data.fingerprint(), "method": spec.name, "version": spec.version,
+           "options": options, "ipc": cell.get("ipc"), "distill_arch": distill_arch,
+           "seed": cell.seed}
+    if spec.uses_ipc and not cell.get("ipc"):
+        raise ValueError(f"method {method!r} needs an ipc (images per class) in the suite")
+
+    def build():
+        request = CondenseRequest(
+            data=data, ipc=cell.get("ipc"), arch=distill_arch,
+            build_net=lambda seed: ctx.build_net(distill_arch, data, seed),
+            generator=ctx.generator(cell, "condense"), device=ctx.device,
+            checkpoint=ctx.checkpoint({"condense": key}), seed=ctx.seed(cell, "condense"),
+            augment=lambda name: ctx.augment(name, data))
+        start = time.perf_counter()
+        syn = spec.load()(request, **options)
+        seconds = time.perf_counter() - start
+        out = syn.to_tensors()
+        out["seconds"] = seconds
+        return out
+
+    if spec.cacheable:
+        stored = ctx.artifacts.get_or_build("condensed", key, build,
+                                            provenance={"cell": cell.label()})
+    else:
+        stored = build()
+    syn = SyntheticSet.from_tensors(stored)
+    return syn, float(stored.get("seconds", 0.0))
+
+
+def run(cell, ctx) -> dict:
+    data = ctx.data(cell["dataset"])
+    syn, seconds = condensed_set(cell, ctx, data)
+    recipe = ctx.recipe(cell)
+    net = ctx.build_net(cell["eval_arch"], data, ctx.seed(cell, "eval-net", cell["eval_arch"]))
+    metrics = train_and_evaluate(
+        net, syn.images.to(ctx.device), syn.labels.to(ctx.device), data.x_test, data.y_test,
+        data.num_classes, recipe, ctx.generator(cell, "eval-train", cell["eval_arch"]),
+        augment=ctx.augment(recipe.augment, data), lr=syn.lr)
+    metrics["condense_time_s"] = seconds
+    metrics["data_fingerprint"] = data.fingerprint()
+    if syn.lr is not None:
+        metrics["learned_lr"] = syn.lr
+    return metrics

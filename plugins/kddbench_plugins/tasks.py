@@ -1,0 +1,22 @@
+"""Task and executor registrations."""
+from kddbench import ExecutorSpec, TaskSpec, hookimpl
+
+
+@hookimpl
+def kddbench_tasks():
+    yield TaskSpec(
+        "condense", "kddbench_plugins.condense_task:run",
+        "condense a training set (method at ipc, on distill_arch), then train eval_arch on it "
+        "with the shared protocol and test on the real test set",
+        axes=("dataset", "method", "ipc", "distill_arch", "eval_arch"),
+        required=("dataset", "method", "eval_arch"),
+        plugin_axes={"dataset": "dataset", "method": "condenser", "distill_arch": "architecture",
+                     "eval_arch": "architecture"})
+
+
+@hookimpl
+def kddbench_executors():
+    yield ExecutorSpec("inprocess", "kddbench.runner:InProcessExecutor",
+                       "run cells one after another in this process (default)")
+    yield ExecutorSpec("process", "kddbench.runner:ProcessPoolExecutor",
+                       "run cells in a local pool of processes (--jobs N)")
