@@ -86,7 +86,8 @@ def compare(baseline: pd.DataFrame, current: pd.DataFrame, metrics: Sequence[str
     base = _aggregate(baseline, metrics)
     cur = _aggregate(current, metrics)
     # configs whose identity changed only by versions are matched by their labels
-    joined = base.join(cur, how="inner", lsuffix=":base", rsuffix=":cur")
+    joined = base.merge(cur, how="inner", left_index=True, right_index=True,
+                        suffixes=(":base", ":cur"))
     missing = sorted(set(base.index) - set(cur.index))
     not_comparable = _version_changes(base, cur)
     rows, regressions, improvements = [], 0, 0

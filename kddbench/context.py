@@ -67,9 +67,14 @@ class RunContext:
     extra: dict[str, Any] = field(default_factory=dict)  # per-cell scratch (e.g. curves)
 
     # data -----------------------------------------------------------------
-    def data(self, name: str, options: Mapping[str, Any] | None = None) -> DataSplits:
-        """A data set's splits on this context's device (loaded once per process)."""
+    def data(self, name: str, options: Mapping[str, Any] | None = None,
+             cell: Cell | None = None) -> DataSplits:
+        """A data set's splits on this context's device (loaded once per process).
+
+        Options come from ``options``, else from the suite's options for it in ``cell``."""
         spec = self.registry.get("dataset", name)
+        if options is None and cell is not None:
+            options = cell.options.get(spec.name)
         opts = spec.resolve_options(options)
         key = f"{spec.name}:{short_hash(opts)}"
         if key not in self._data:
@@ -80,9 +85,14 @@ class RunContext:
 
     # networks --------------------------------------------------------------
     def build_net(self, arch: str, data: DataSplits, seed: int,
-                  options: Mapping[str, Any] | None = None) -> torch.nn.Module:
-        """A fresh network for ``data``, its weights drawn from ``seed`` alone."""
+                  options: Mapping[str, Any] | None = None,
+                  cell: Cell | None = None) -> torch.nn.Module:
+        """A fresh network for ``data``, its weights drawn from ``seed`` alone.
+
+        Options come from ``options``, else from the suite's options for it in ``cell``."""
         spec = self.registry.get("architecture", arch)
+        if options is None and cell is not None:
+            options = cell.options.get(spec.name)
         opts = spec.resolve_options(options)
         if spec.prefix and ":" in arch:
             opts["name"] = arch.split(":", 1)[1]

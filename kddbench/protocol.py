@@ -124,7 +124,8 @@ def train(
     x, y:         tensors on the model's device; y holds class indices or soft labels (N, C).
     generator:    the only source of randomness (shuffling; ``augment`` gets it too).
     loss_fn:      replaces cross-entropy, e.g. a KD loss; called with the batch's indices so it
-                  can look up cached teacher outputs.
+                  can look up cached teacher outputs.  If it has a ``set_epoch(epoch)`` method,
+                  that is called at the start of every epoch (0-based), e.g. for a warm-up.
     extra_params: trained alongside the model (e.g. FitNets regressors).
     lr:           overrides ``recipe.lr`` (a learned learning rate from a condensed set).
     """
@@ -138,8 +139,11 @@ def train(
     model.train()
     steps = seen = 0
     loss = torch.zeros(())
+    set_epoch = getattr(loss_fn, "set_epoch", None)
     start = time.perf_counter()
     for epoch in range(recipe.epochs):
+        if set_epoch is not None:
+            set_epoch(epoch)
         for group in opt.param_groups:
             group["lr"] = lr_at(recipe, epoch, base_lr)
         perm = torch.randperm(n, generator=generator, device=generator.device).to(x.device)

@@ -71,10 +71,25 @@ def _matches(row: Mapping[str, Any], where: Mapping[str, Any]) -> bool:
     return True
 
 
+def _reference_for(row: Mapping[str, Any], references: Sequence):
+    for ref in references:
+        if all(k in row for k in ref.match) and _matches(row, ref.match):
+            return ref
+    return None
+
+
+def _sort_key(label: str):
+    try:
+        return (1, float(label.split("=")[-1]), label)
+    except ValueError:
+        return (0, 0.0, label)
+
+
 def leaderboard(df: pd.DataFrame, table, references: Sequence = ()) -> pd.DataFrame:
     """Pivot ``df`` (ok rows only) into the table described by a suite ``[[tables]]`` entry.
 
-    Cells read ``mean ± std (n=k)`` over seeds; with references, a ``published`` cell follows.
+    Cells read ``mean ± std (n=k)`` over seeds; a matching published number follows as
+    ``[paper x ± s]``.
     """
     ok = df[df["status"] == "ok"] if "status" in df else df
     if table.experiments:
@@ -84,31 +99,32 @@ def leaderboard(df: pd.DataFrame, table, references: Sequence = ()) -> pd.DataFr
     keys = list(table.rows) + list(table.columns)
     if ok.empty or table.metric not in ok:
         return pd.DataFrame()
+    refs = [r for r in references if r.metric == table.metric] if table.reference else []
     ok = ok.copy()
+    ok["_ref"] = [id(_reference_for(r, refs)) if refs else 0 for r in ok.to_dict("records")]
+    by_id = {id(r): r for r in refs}
     for k in keys:
         ok[k] = ok[k].map(_label) if k in ok else "—"
-    grouped = ok.groupby(keys, sort=False, dropna=False)[table.metric].agg(["mean", "std", "count"])
+    grouped = ok.groupby(keys, sort=False, dropna=False).agg(
+        mean=(table.metric, "mean"), std=(table.metric, "std"), count=(table.metric, "count"),
+        ref=("_ref", "first"), refs=("_ref", "nunique"))
     out_rows: dict[tuple, dict[str, str]] = {}
-    refs = [r for r in references if r.metric == table.metric] if table.reference else []
     for key, stats in grouped.iterrows():
         key = key if isinstance(key, tuple) else (key,)
         row_key, col_key = key[:len(table.rows)], key[len(table.rows):]
         col = " / ".join(f"{c}={v}" for c, v in zip(table.columns, col_key)) or table.metric
         text = _fmt(stats["mean"], stats["std"], int(stats["count"]), table.digits)
-        values = dict(zip(keys, key))
-        for ref in refs:
-            if all(_label(values.get(k, "—")) in [_label(x) for x in (v if isinstance(v, list)
-                   else [v])] for k, v in ref.match.items() if k in values) and \
-                    all(k in values for k in ref.match):
-                pub = f"{ref.value:.{table.digits}f}"
-                if ref.std is not None:
-                    pub += f" ± {float(ref.std):.{table.digits}f}"
-                text += f" [paper {pub}]"
-                break
+        ref = by_id.get(stats["ref"]) if stats["refs"] == 1 else None
+        if ref is not None:
+            pub = f"{ref.value:.{table.digits}f}"
+            if ref.std is not None:
+                pub += f" ± {float(ref.std):.{table.digits}f}"
+            text += f" [paper {pub}]"
         out_rows.setdefault(row_key, {})[col] = text
     index = pd.MultiIndex.from_tuples(list(out_rows), names=table.rows) if len(table.rows) > 1 \
         else pd.Index([k[0] for k in out_rows], name=table.rows[0])
-    result = pd.DataFrame(list(out_rows.values()), index=index).fillna("—")
+    result = pd.DataFrame(list(out_rows.values()), index=index)
+    result = result[sorted(result.columns, key=_sort_key)].fillna("—")
     return result.reset_index()
 
 
@@ -141,6 +157,9 @@ def render_report(suite, df: pd.DataFrame, references: Sequence = ()) -> str:
                                                    for _, r in env.iterrows()), ""]
         n_ok = int((df["status"] == "ok").sum())
         lines += [f"Cells finished: {n_ok} of {len(df)} recorded.", ""]
+        if "wall_time_s" in df and df["wall_time_s"].notna().any():
+            lines += [f"Compute: {df['wall_time_s'].sum():.0f} s summed over cells "
+                      f"(per-cell wall time, condensation and evaluation included).", ""]
     used = sorted(set(df["protocol"])) if "protocol" in df and not df.empty else []
     if used:
         lines += ["## Protocols", ""]
@@ -166,8 +185,11 @@ def write_reports(suite, out_dir: str | Path) -> pd.DataFrame:
     """Rebuild ``results.csv``, ``leaderboard.md`` and one CSV per table from the records."""
     out = Path(out_dir)
     store = ResultStore(out)
-    ids = {c.cell_id for c in suite.cells}
-    df = tidy(r for r in store.records() if r.get("cell_id") in ids)
+    order = {c.cell_id: i for i, c in enumerate(suite.cells)}
+    df = tidy(r for r in store.records() if r.get("cell_id") in order)
+    if not df.empty:  # rows and columns of every table follow the suite's own order
+        df = df.sort_values("cell_id", key=lambda ids: ids.map(order), kind="stable")
+        df = df.reset_index(drop=True)
     atomic_write_text(out / "results.csv", df.to_csv(index=False))
     atomic_write_text(out / "leaderboard.md", render_report(suite, df, suite.references))
     for table in suite.tables:

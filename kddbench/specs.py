@@ -106,12 +106,19 @@ class TaskSpec(PluginSpec):
           loader rejects any other key with a "did you mean" hint.
     required: the subset of ``axes`` every experiment of this task must set.
     plugin_axes: which axes name plugins of which family, e.g. ``{"dataset": "dataset"}``.
+    reserved: values a plugin axis accepts besides plugin names, e.g. ``{"kd_method":
+          ("teacher", "none")}``; they are passed through as they are (no options, no version).
+    protocol_axes: axes whose values name a suite protocol (e.g. ``teacher_protocol``); the
+          loader checks the name and stores the resolved recipe in the cell's options under
+          ``"protocol:<name>"``, so a change to that protocol changes the cell's identity.
     """
 
     family = "task"
     axes: tuple[str, ...] = ()
     required: tuple[str, ...] = ()
     plugin_axes: Mapping[str, str] = field(default_factory=dict)
+    reserved: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    protocol_axes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

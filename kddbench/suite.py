@@ -31,6 +31,7 @@ TABLE_KEYS = ("name", "title", "experiments", "where", "rows", "columns", "metri
               "reference", "note")
 REFERENCE_KEYS = ("match", "metric", "value", "std", "source", "note")
 DEFAULT_PROTOCOL = "default"
+PROTOCOL_OPTION_PREFIX = "protocol:"  # cell.options key of a recipe named by a protocol axis
 
 
 class SuiteError(KddbenchError):
@@ -275,14 +276,18 @@ def _expand_experiment(exp: Mapping[str, Any], path: str, name: str,
             continue
         canon = []
         for value in axes[axis]:
-            if value is None:
-                canon.append(None)
+            if value is None or value in task.reserved.get(axis, ()):
+                canon.append(value)
                 continue
             try:
                 canon.append(registry.canonical(family, str(value)))
             except KeyError as exc:
                 problems.add(f"{path}.{axis}", str(exc))
         axes[axis] = canon
+    for axis in task.protocol_axes:
+        for value in axes.get(axis, []):
+            if value not in protocols:
+                _unknown(problems, f"{path}.{axis}", "protocol", value, protocols)
     seeds = exp.get("seeds", [0])
     seeds = list(range(seeds)) if isinstance(seeds, int) else _as_list(seeds)
     if not seeds or not all(isinstance(s, int) for s in seeds):
@@ -318,7 +323,8 @@ def _expand_experiment(exp: Mapping[str, Any], path: str, name: str,
         values = dict(zip(keys, combo[:-1]))
         seed = int(combo[-1])
         for axis, family in task.plugin_axes.items():
-            spec = registry.get(family, values[axis]) if values.get(axis) else None
+            spec = registry.get(family, values[axis]) if values.get(axis) and values[axis] \
+                not in task.reserved.get(axis, ()) else None
             if family == "condenser" and spec is not None and not spec.uses_ipc:
                 values["ipc"] = None
         proto, recipe_over, opts, skip = protocol_name, dict(exp.get("recipe", {})), {}, False
@@ -338,12 +344,15 @@ def _expand_experiment(exp: Mapping[str, Any], path: str, name: str,
         cell_options, versions = {}, {"protocol": PROTOCOL_VERSION, f"task:{task.name}": task.version}
         for axis, family in task.plugin_axes.items():
             for value in _as_list(values.get(axis)):
-                if value is None:
+                if value is None or value in task.reserved.get(axis, ()):
                     continue
                 spec = registry.get(family, value)
                 versions[f"{family}:{spec.name}"] = spec.version
                 if spec.options:
                     cell_options[spec.name] = spec.resolve_options(opts.get(spec.name))
+        for axis in task.protocol_axes:
+            if values.get(axis) is not None:
+                cell_options[PROTOCOL_OPTION_PREFIX + values[axis]] = dict(protocols[values[axis]])
         cells.append(Cell(name, task.name, values, cell_options, recipe, proto, versions, seed))
     return cells
 

@@ -17,16 +17,18 @@ def condensed_set(cell, ctx, data) -> tuple[SyntheticSet, float]:
     spec = ctx.registry.get("condenser", method)
     distill_arch = cell.get("distill_arch") or cell["eval_arch"]
     options = dict(cell.options.get(spec.name, {}))
+    arch_spec = ctx.registry.get("architecture", distill_arch)
     key = {"data": data.fingerprint(), "method": spec.name, "version": spec.version,
            "options": options, "ipc": cell.get("ipc"), "distill_arch": distill_arch,
-           "seed": cell.seed}
+           "distill_arch_options": cell.options.get(arch_spec.name, {}),
+           "distill_arch_version": arch_spec.version, "seed": cell.seed}
     if spec.uses_ipc and not cell.get("ipc"):
         raise ValueError(f"method {method!r} needs an ipc (images per class) in the suite")
 
     def build():
         request = CondenseRequest(
             data=data, ipc=cell.get("ipc"), arch=distill_arch,
-            build_net=lambda seed: ctx.build_net(distill_arch, data, seed),
+            build_net=lambda seed: ctx.build_net(distill_arch, data, seed, cell=cell),
             generator=ctx.generator(cell, "condense"), device=ctx.device,
             checkpoint=ctx.checkpoint({"condense": key}), seed=ctx.seed(cell, "condense"),
             augment=lambda name: ctx.augment(name, data))
@@ -47,10 +49,11 @@ def condensed_set(cell, ctx, data) -> tuple[SyntheticSet, float]:
 
 
 def run(cell, ctx) -> dict:
-    data = ctx.data(cell["dataset"])
+    data = ctx.data(cell["dataset"], cell=cell)
     syn, seconds = condensed_set(cell, ctx, data)
     recipe = ctx.recipe(cell)
-    net = ctx.build_net(cell["eval_arch"], data, ctx.seed(cell, "eval-net", cell["eval_arch"]))
+    net = ctx.build_net(cell["eval_arch"], data, ctx.seed(cell, "eval-net", cell["eval_arch"]),
+                        cell=cell)
     metrics = train_and_evaluate(
         net, syn.images.to(ctx.device), syn.labels.to(ctx.device), data.x_test, data.y_test,
         data.num_classes, recipe, ctx.generator(cell, "eval-train", cell["eval_arch"]),

@@ -87,7 +87,7 @@ def _read_idx(path: Path) -> np.ndarray:
     if dtype_code != 0x08:
         raise ValueError(f"{path}: unsupported idx type {dtype_code}")
     dims = struct.unpack(">" + "I" * ndim, raw[4:4 + 4 * ndim])
-    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims).copy()
 
 
 def load_fashion_mnist(root: Path, download: bool) -> DataSplits:

@@ -66,6 +66,9 @@ class ConvNet(FeatureModel):
             layers = [nn.Conv2d(c, width, 3, padding=pad), make_norm(norm, width, (h, w)),
                       make_act(act)]
             if pool != "none":
+                if min(h, w) < 2:
+                    raise ValueError(f"ConvNet of depth {depth} with pooling needs larger "
+                                     f"images than {tuple(image_size)} (each block halves them)")
                 layers.append(make_pool(pool))
                 h, w = h // 2, w // 2
             stages[f"block{d + 1}"] = nn.Sequential(*layers)

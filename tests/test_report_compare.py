@@ -1,0 +1,95 @@
+"""Leaderboard and compare printers (golden outputs) and the regression gate's logic."""
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from kddbench.compare import (compare, format_comparison, lower_is_better, parse_tolerances,
+                              tolerance_for)
+from kddbench.report import leaderboard, to_markdown
+from kddbench.suite import Reference, TableSpec
+
+DATA = Path(__file__).parent / "data"
+GOLDEN = Path(__file__).parent / "golden"
+
+
+def _golden(name: str, text: str) -> None:
+    path = GOLDEN / name
+    if not path.exists():  # first run writes the golden file; review it, then commit it
+        path.write_text(text)
+    assert text == path.read_text(), f"output differs from {path}"
+
+
+def test_leaderboard_golden():
+    df = pd.read_csv(DATA / "example_results.csv")
+    table = TableSpec("t", rows=["method"], columns=["ipc"], metric="accuracy", digits=1)
+    refs = [Reference({"dataset": "mnist", "method": "random", "ipc": 1}, "accuracy", 64.9, 3.5),
+            Reference({"dataset": "mnist", "method": "dm", "ipc": 10}, "accuracy", 97.5)]
+    text = to_markdown(leaderboard(df, table, refs))
+    _golden("leaderboard_example.md", text)
+    assert "62.0 ± 2.0 (n=3) [paper 64.9 ± 3.5]" in text
+    assert "70.5 (n=1)" in text  # the failed seed is not averaged in
+
+
+def test_leaderboard_filters_by_where_and_is_empty_without_rows():
+    df = pd.read_csv(DATA / "example_results.csv")
+    table = TableSpec("t", rows=["method"], columns=["ipc"], where={"method": ["full"]})
+    frame = leaderboard(df, table)
+    assert list(frame["method"]) == ["full"]
+    assert to_markdown(leaderboard(df, TableSpec("t", ["method"], ["ipc"], metric="nope"))) == \
+        "_no finished results yet_\n"
+
+
+def test_compare_golden_and_verdicts():
+    base = pd.read_csv(DATA / "compare_baseline.csv")
+    cur = pd.read_csv(DATA / "compare_current.csv")
+    result = compare(base, cur, tolerance=1.0)
+    _golden("compare_example.txt", format_comparison(result))
+    random = result.rows[result.rows["method"] == "random"]
+    verdicts = dict(zip(random["ipc"], random["verdict"]))
+    # ipc 1 random dropped 2.0 but its seeds spread 1.41 -> allowed 2.83: noise
+    assert verdicts[1] == "ok"
+    assert list(result.rows.loc[result.rows["method"] == "average", "verdict"]) == ["improved"]
+    assert verdicts[10] == "REGRESSION" and result.exit_code == 1
+
+
+def test_compare_refuses_different_versions():
+    base = pd.read_csv(DATA / "compare_baseline.csv")
+    changed = pd.read_csv(DATA / "compare_version_changed.csv")
+    result = compare(base, changed)
+    assert result.exit_code == 2
+    assert list(result.not_comparable["versions_cur"]) == ["condenser:average=2;protocol=1"]
+    assert "NOT COMPARABLE" in format_comparison(result)
+    assert compare(base, changed, allow_version_change=True).exit_code == 0
+
+
+def test_tolerance_patterns_longest_match_wins():
+    default, pats = parse_tolerances(["2.0", "acc*=0.5", "accuracy=3", "*time*=inf"])
+    assert default == 2.0
+    assert tolerance_for("accuracy", pats, default) == 3.0
+    assert tolerance_for("accx", pats, default) == 0.5
+    assert tolerance_for("macro_f1", pats, default) == 2.0
+    assert tolerance_for("train_time_s", pats, default) == float("inf")
+    assert lower_is_better("train_time_s") and not lower_is_better("accuracy")
+
+
+def test_compare_cli_exit_codes(cli):
+    code, out, _ = cli("compare", DATA / "compare_baseline.csv", DATA / "compare_current.csv")
+    assert code == 1 and "REGRESSION" in out
+    code, out, _ = cli("compare", DATA / "compare_baseline.csv", DATA / "compare_baseline.csv")
+    assert code == 0 and "0 regression(s)" in out
+    code, _, _ = cli("compare", DATA / "compare_baseline.csv", DATA / "compare_current.csv",
+                     "--tolerance", "5")
+    assert code == 0
+
+
+def test_compare_needs_kddbench_tables(tmp_path, cli):
+    other = tmp_path / "x.csv"
+    other.write_text("a,b\n1,2\n")
+    code, _, err = cli("compare", other, DATA / "compare_baseline.csv")
+    assert code == 2 and "config_id" in err
+
+
+@pytest.mark.parametrize("metric", ["accuracy", "macro_f1"])
+def test_higher_is_better_metrics(metric):
+    assert not lower_is_better(metric)

@@ -1,0 +1,143 @@
+"""End-to-end runs through the real command line on small real and synthetic data."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+
+from conftest import EXAMPLE_PLUGIN, TINY_SUITE, write_suite
+from kddbench import load_results
+
+
+def _records(out):
+    return {p.stem: json.loads(p.read_text()) for p in (out / "records").glob("*.json")}
+
+
+def test_tiny_suite_runs_reports_and_resumes(tmp_path, cli):
+    suite = write_suite(tmp_path / "tiny.toml", TINY_SUITE)
+    out = tmp_path / "out"
+    code, stdout, err = cli("run", suite, "--out", out, "--jobs", "1", "--no-progress")
+    assert code == 0, err
+    first = _records(out)
+    assert len(first) == 10 and all(r["status"] == "ok" for r in first.values())
+    rec = next(iter(first.values()))
+    for key in ("git", "torch", "python", "device", "plugins"):
+        assert key in rec["env"]
+    assert rec["versions"]["protocol"] == "1" and "condenser:" + rec["axes"]["method"] in \
+        rec["versions"]
+    board = (out / "leaderboard.md").read_text()
+    assert "toy data, 3 epochs" in board and "| method" in board and "(n=2)" in board
+    df = pd.read_csv(out / "results.csv")
+    assert len(df) == 10 and {"accuracy", "macro_f1", "misclassified", "size_mb"} <= set(df)
+
+    # a second run recomputes nothing
+    code, _, _ = cli("run", suite, "--out", out, "--jobs", "1", "--no-progress")
+    assert code == 0 and _records(out) == first
+
+    # a lost record is recomputed, and only it
+    victim = sorted(first)[0]
+    (out / "records" / f"{victim}.json").unlink()
+    code, stdout, _ = cli("run", suite, "--out", out, "--dry-run")
+    assert "1 todo" in stdout and "9 done" in stdout
+    cli("run", suite, "--out", out, "--jobs", "1", "--no-progress")
+    again = _records(out)
+    assert {k: v for k, v in again.items() if k != victim} == \
+        {k: v for k, v in first.items() if k != victim}
+    # and it is seed-reproducible: the same accuracy as before
+    assert again[victim]["metrics"]["accuracy"] == first[victim]["metrics"]["accuracy"]
+
+    # reports rebuild from the records alone, identically
+    written = (out / "leaderboard.md").read_text()
+    (out / "leaderboard.md").unlink()
+    (out / "results.csv").unlink()
+    code, stdout, _ = cli("report", out)
+    assert code == 0 and (out / "leaderboard.md").read_text() == written
+    assert "| method" in stdout and len(pd.read_csv(out / "results.csv")) == 10
+
+
+def test_process_pool_gives_the_same_numbers(tmp_path, cli):
+    suite = write_suite(tmp_path / "tiny.toml", TINY_SUITE.replace("seeds = [0, 1]",
+                                                                  "seeds = [0]"))
+    cli("run", suite, "--out", tmp_path / "a", "--jobs", "1", "--no-progress")
+    code, _, err = cli("run", suite, "--out", tmp_path / "b", "--jobs", "2", "--no-progress")
+    assert code == 0, err
+    a, b = _records(tmp_path / "a"), _records(tmp_path / "b")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert a[k]["metrics"]["accuracy"] == b[k]["metrics"]["accuracy"], a[k]["axes"]
+
+
+CRASHING_PLUGIN = '''
+from kddbench import CondenserSpec, hookimpl
+
+def explode(request):
+    raise RuntimeError("boom: this method is broken")
+
+@hookimpl
+def kddbench_condensers():
+    yield CondenserSpec("explode", explode, "always crashes")
+'''
+
+
+def test_a_crashing_cell_is_recorded_and_the_others_finish(tmp_path, cli):
+    plugin = tmp_path / "crash.py"
+    plugin.write_text(CRASHING_PLUGIN)
+    suite = write_suite(tmp_path / "s.toml", TINY_SUITE.replace(
+        'method = ["full", "random", "average"]', 'method = ["explode", "random"]'))
+    out = tmp_path / "out"
+    code, stdout, err = cli("--plugin", plugin, "run", suite, "--out", out, "--jobs", "1",
+                            "--no-progress")
+    assert code == 1 and "4 cell(s) failed" in err
+    recs = _records(out).values()
+    bad = [r for r in recs if r["status"] == "error"]
+    assert len(bad) == 4 and all("boom" in r["error"] and "Traceback" in r["traceback"]
+                                 for r in bad)
+    assert sum(r["status"] == "ok" for r in recs) == 4
+    assert "## Failed cells" in (out / "leaderboard.md").read_text()
+
+
+def test_external_plugin_by_path_is_usable_in_a_suite(tmp_path, cli):
+    suite = write_suite(tmp_path / "s.toml", TINY_SUITE.replace(
+        'method = ["full", "random", "average"]', 'method = ["first-k"]'))
+    out = tmp_path / "out"
+    code, _, err = cli("--plugin", EXAMPLE_PLUGIN, "run", suite, "--out", out, "--jobs", "1",
+                       "--no-progress")
+    assert code == 0, err
+    df = load_results(out)
+    assert set(df["method"]) == {"first-k"} and (df["status"] == "ok").all()
+    assert df["versions"].str.contains("condenser:first-k=1").all()
+    # without the plugin, the suite names an unknown method: exit 2 with a hint
+    code, _, err = cli("validate", suite)
+    assert code == 2 and "unknown condensation method 'first-k'" in err
+
+
+def test_external_plugin_via_environment(tmp_path, cli, monkeypatch):
+    monkeypatch.setenv("KDDBENCH_PLUGINS", str(EXAMPLE_PLUGIN))
+    code, out, _ = cli("list", "condenser")
+    assert code == 0 and "first-k" in out
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_without_recomputing(tmp_path):
+    suite = write_suite(tmp_path / "tiny.toml", TINY_SUITE.replace("epochs = 3", "epochs = 40"))
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "kddbench.cli", "run", str(suite), "--out", str(out),
+           "--jobs", "1", "--no-progress"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=os.environ.copy())
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list((out / "records").glob("*.json"))) < 2:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = _records(out)
+    assert 2 <= len(done) < 10, "the run should have been killed mid-way"
+    assert not list((out / "records").glob("*.tmp"))
+    subprocess.run(cmd, check=True, capture_output=True)
+    after = _records(out)
+    assert len(after) == 10
+    assert all(after[k] == v for k, v in done.items())
