@@ -28,7 +28,8 @@ def run(suite, out_dir: str | Path | None = None, *, overrides: Iterable[str] = 
         device: str = "auto", data_root: str | None = None, download: bool | None = None,
         cache_dir: str | None = None, use_cache: bool = True, jobs: int | str = "auto",
         executor: str | None = None, rerun_failed: bool = True, progress: bool = True,
-        threads: int | None = None, only: Iterable[str] = ()) -> pd.DataFrame:
+        threads: int | None = None, only: Iterable[str] = (),
+        reporters: Iterable[str] = ()) -> pd.DataFrame:
     """Run every unfinished cell of ``suite`` and rebuild its reports; return the tidy table."""
     from .report import write_reports
     from .runner import RunSettings, run_cells
@@ -56,8 +57,10 @@ def run(suite, out_dir: str | Path | None = None, *, overrides: Iterable[str] = 
     spec = registry.get("executor", name)
     kwargs: dict[str, Any] = {"workers": workers} if name == "process" else {}
     exe = spec.load()(settings, registry, **kwargs)
+    sinks = [registry.get("reporter", r).load()(out_dir=out) for r in reporters]
     run_cells(cells, store, suite.name, executor=exe, settings=settings,
-              rerun_failed=rerun_failed, progress=progress, registry=registry)
+              rerun_failed=rerun_failed, progress=progress, registry=registry,
+              on_record=(lambda record: [sink(record) for sink in sinks]) if sinks else None)
     return write_reports(suite, out)
 
 

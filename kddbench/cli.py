@@ -172,13 +172,15 @@ def validate(suites, overrides):
               "or 1 on a GPU.")
 @click.option("--executor", default=None, help="Executor plugin (inprocess, process, ...).")
 @click.option("--threads", type=int, default=None, help="torch threads per worker.")
+@click.option("--reporter", "reporters", multiple=True, metavar="NAME",
+              help="Also send every finished record to this reporter plugin. Repeatable.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE",
               help="Override a suite value, e.g. protocols.quick.epochs=5. Repeatable.")
 @click.option("--only", multiple=True, metavar="EXPERIMENT", help="Run only these experiments.")
 @click.option("--dry-run", is_flag=True, help="List the cells and which are already done.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def run(suite, out, device, data_root, download, cache_dir, no_cache, jobs, executor, threads,
-        overrides, only, dry_run, no_progress):
+        reporters, overrides, only, dry_run, no_progress):
     if dry_run:
         _print_plan(suite, out, overrides)
         return
@@ -187,7 +189,8 @@ def run(suite, out, device, data_root, download, cache_dir, no_cache, jobs, exec
 
     df = api.run(suite, out, overrides=overrides, device=device, data_root=data_root,
                  download=download, cache_dir=cache_dir, use_cache=not no_cache, jobs=jobs,
-                 executor=executor, progress=not no_progress, threads=threads, only=only)
+                 executor=executor, progress=not no_progress, threads=threads, only=only,
+                 reporters=reporters)
     suite_obj = api.resolve_suite(suite, overrides)
     where = api.report_dir(suite_obj, out)
     click.echo((where / "leaderboard.md").read_text())

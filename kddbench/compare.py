@@ -139,7 +139,12 @@ def _version_changes(base: pd.DataFrame, cur: pd.DataFrame) -> pd.DataFrame:
 def format_comparison(result: Comparison, digits: int = 2) -> str:
     lines = []
     if not result.rows.empty:
+        from .report import _label
+
         shown = result.rows.drop(columns=["config_id"]).copy()
+        for col in LABEL_COLUMNS:
+            if col in shown:
+                shown[col] = shown[col].map(_label)
         for col in ("baseline", "current", "delta", "allowed"):
             shown[col] = shown[col].map(lambda v: f"{v:.{digits}f}")
         lines.append(shown.to_markdown(index=False, disable_numparse=True))

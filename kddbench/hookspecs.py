@@ -139,7 +139,8 @@ def kddbench_reporters() -> Iterable[ReporterSpec]:
         def kddbench_reporters():
             yield ReporterSpec("print", "my_pkg.report:printer")
 
-    ``printer(**options)`` returns a callable that receives each finished record (a dict).
+    ``printer(out_dir)`` returns a callable that receives each finished record (a dict);
+    ``kddbench run --reporter print`` switches it on.
     """
 
 

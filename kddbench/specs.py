@@ -130,6 +130,6 @@ class ExecutorSpec(PluginSpec):
 
 @dataclass(frozen=True)
 class ReporterSpec(PluginSpec):
-    """Receives every finished record. ``factory(**options) -> callable(record: dict)``."""
+    """Receives every finished record. ``factory(out_dir: Path) -> callable(record: dict)``."""
 
     family = "reporter"

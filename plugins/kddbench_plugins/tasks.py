@@ -1,5 +1,5 @@
 """Task and executor registrations."""
-from kddbench import ExecutorSpec, TaskSpec, hookimpl
+from kddbench import ExecutorSpec, ReporterSpec, TaskSpec, hookimpl
 
 
 @hookimpl
@@ -20,3 +20,9 @@ def kddbench_executors():
                        "run cells one after another in this process (default)")
     yield ExecutorSpec("process", "kddbench.runner:ProcessPoolExecutor",
                        "run cells in a local pool of processes (--jobs N)")
+
+
+@hookimpl
+def kddbench_reporters():
+    yield ReporterSpec("jsonl", "kddbench_plugins.reporters:jsonl",
+                       "append every finished record to <report dir>/records.jsonl")
