@@ -141,3 +141,23 @@ def test_killed_run_resumes_without_recomputing(tmp_path):
     after = _records(out)
     assert len(after) == 10
     assert all(after[k] == v for k, v in done.items())
+
+
+def test_reporter_plugin_receives_every_record(tmp_path, cli):
+    suite = write_suite(tmp_path / "s.toml", TINY_SUITE.replace("seeds = [0, 1]", "seeds = [0]"))
+    out = tmp_path / "out"
+    code, _, err = cli("run", suite, "--out", out, "--jobs", "1", "--no-progress",
+                       "--reporter", "jsonl")
+    assert code == 0, err
+    lines = (out / "records.jsonl").read_text().splitlines()
+    assert len(lines) == 5 and all(json.loads(line)["status"] == "ok" for line in lines)
+    code, _, err = cli("run", suite, "--out", out, "--reporter", "jsnl")
+    assert code == 2 and "did you mean 'jsonl'" in err
+
+
+def test_show_lists_cells_of_a_suite(tmp_path, cli):
+    suite = write_suite(tmp_path / "s.toml", TINY_SUITE)
+    code, out, _ = cli("show", suite, "--out", tmp_path / "nothing")
+    assert code == 0 and "10 cells: 10 todo" in out
+    code, out, _ = cli("show", "convnet3")
+    assert code == 0 and "option width = 128" in out and "registered by: architectures" in out
