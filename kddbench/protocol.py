@@ -170,10 +170,20 @@ def train(
     return TrainResult(elapsed, steps, seen, final)
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    """Class predictions in batches.  On the CPU, 4-d inputs run channels-last, which makes
+    oneDNN's convolutions ~1.3x faster for inference here (training is faster contiguous)."""
     model.eval()
-    outs = [model(x[i:i + batch_size]).argmax(1) for i in range(0, int(x.shape[0]), batch_size)]
+    fmt = torch.channels_last if x.device.type == "cpu" and x.dim() == 4 else None
+    if fmt is not None:
+        model.to(memory_format=fmt)
+    outs = []
+    for i in range(0, int(x.shape[0]), batch_size):
+        xb = x[i:i + batch_size]
+        outs.append(model(xb.contiguous(memory_format=fmt) if fmt else xb).argmax(1))
+    if fmt is not None:
+        model.to(memory_format=torch.contiguous_format)
     return torch.cat(outs) if outs else torch.empty(0, dtype=torch.long, device=x.device)
 
 
