@@ -8,6 +8,7 @@ from typing import Any, Callable, Mapping
 
 import torch
 
+from . import names
 from .cells import Cell, short_hash
 from .data import DataSplits
 from .errors import KddbenchError
@@ -76,6 +77,7 @@ class RunContext:
         if options is None and cell is not None:
             options = cell.options.get(spec.name)
         opts = spec.resolve_options(options)
+        opts.update(names.parse(name)[1])
         key = f"{spec.name}:{short_hash(opts)}"
         if key not in self._data:
             splits = spec.load()(self.data_root, self.download, **opts)
@@ -93,9 +95,11 @@ class RunContext:
         spec = self.registry.get("architecture", arch)
         if options is None and cell is not None:
             options = cell.options.get(spec.name)
+        base, inline = names.parse(arch)
         opts = spec.resolve_options(options)
-        if spec.prefix and ":" in arch:
-            opts["name"] = arch.split(":", 1)[1]
+        opts.update(inline)
+        if spec.prefix and ":" in base:
+            opts["name"] = base.split(":", 1)[1]
         with seeded(seed):
             net = spec.load()(data.channels, data.num_classes, data.image_size, **opts)
         return net.to(self.device)

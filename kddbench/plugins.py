@@ -72,6 +72,7 @@ class Registry:
     def get(self, family: str, name: str) -> PluginSpec:
         """The spec called ``name`` (or an alias, or ``prefix:anything``), else a helpful error."""
         table = self.specs.get(family, {})
+        name = str(name).split("[", 1)[0]  # inline options: convnet[width=64] -> convnet
         key = self.aliases.get(family, {}).get(name, name)
         if key in table:
             return table[key]
@@ -85,9 +86,16 @@ class Registry:
         raise UnknownNameError(FAMILY_SINGULAR[family], name, choices)
 
     def canonical(self, family: str, name: str) -> str:
-        """Resolve aliases: ``canonical("kd_method", "RKD") -> "response"``."""
-        spec = self.get(family, name)
-        return name if spec.prefix and ":" in str(name) else spec.name
+        """Resolve aliases and normalise inline options:
+        ``canonical("dataset", "fmnist") -> "fashion-mnist"``,
+        ``canonical("architecture", "convnet[width=64,depth=2]") -> "convnet[depth=2,width=64]"``.
+        """
+        from . import names
+
+        base, inline = names.parse(str(name))
+        spec = self.get(family, base)
+        base = base if spec.prefix and ":" in base else spec.name
+        return names.join(base, inline)
 
     def owner(self, family: str, name: str) -> str:
         return self.owners.get((family, self.canonical(family, name)), "?")

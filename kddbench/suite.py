@@ -17,12 +17,13 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
+from . import names
 from .cells import Cell
 from .errors import KddbenchError, suggest
 from .plugins import Registry, get_registry
 from .protocol import PROTOCOL_VERSION, RECIPE_KEYS, Recipe
 
-SUITE_KEYS = ("suite", "protocols", "experiments", "tables", "references")
+SUITE_KEYS = ("suite", "protocols", "experiments", "tables", "references", "nas")
 SUITE_META_KEYS = ("name", "description", "budget")
 EXPERIMENT_KEYS = ("name", "task", "description", "protocol", "recipe", "seeds", "options",
                    "overrides")
@@ -30,6 +31,7 @@ OVERRIDE_KEYS = ("match", "protocol", "recipe", "options", "skip")
 TABLE_KEYS = ("name", "title", "experiments", "where", "rows", "columns", "metric", "digits",
               "reference", "note")
 REFERENCE_KEYS = ("match", "metric", "value", "std", "source", "note")
+NAS_KEYS = ("name", "title", "note", "proxy", "target", "by", "metric", "top_k", "group")
 DEFAULT_PROTOCOL = "default"
 PROTOCOL_OPTION_PREFIX = "protocol:"  # cell.options key of a recipe named by a protocol axis
 
@@ -57,6 +59,23 @@ class TableSpec:
 
 
 @dataclass
+class NASSpec:
+    """Architecture search on a proxy set: rank the candidates (values of axis ``by``) by their
+    accuracy after training on each proxy configuration of experiment ``proxy`` and compare with
+    their ranking after training on the data of experiment ``target``."""
+
+    name: str
+    proxy: str
+    target: str
+    by: str = "eval_arch"
+    metric: str = "accuracy"
+    top_k: list[int] = field(default_factory=lambda: [5, 10, 20])
+    group: list[str] = field(default_factory=lambda: ["dataset", "method", "ipc"])
+    title: str = ""
+    note: str = ""
+
+
+@dataclass
 class Reference:
     match: dict[str, Any]
     metric: str
@@ -75,6 +94,7 @@ class Suite:
     cells: list[Cell]
     tables: list[TableSpec]
     references: list[Reference]
+    nas: list[NASSpec]
     protocols: dict[str, dict[str, Any]]
     raw: dict[str, Any]
 
@@ -179,9 +199,10 @@ def build_suite(raw: dict[str, Any], source: str, registry: Registry,
         seen.setdefault(cell.cell_id, cell)
     tables = _parse_tables(raw.get("tables", []), names_seen, problems)
     references = _parse_references(raw.get("references", []), problems)
+    nas = _parse_nas(raw.get("nas", []), names_seen, problems)
     problems.raise_if_any()
     return Suite(name, path, str(meta.get("description", "")), str(meta.get("budget", "")),
-                 list(seen.values()), tables, references, protocols, raw)
+                 list(seen.values()), tables, references, nas, protocols, raw)
 
 
 def _resolve_protocols(table: Mapping[str, Any], problems: _Problems) -> dict[str, dict]:
@@ -280,9 +301,18 @@ def _expand_experiment(exp: Mapping[str, Any], path: str, name: str,
                 canon.append(value)
                 continue
             try:
-                canon.append(registry.canonical(family, str(value)))
-            except KeyError as exc:
+                variants = names.expand(str(value))
+            except KddbenchError as exc:
                 problems.add(f"{path}.{axis}", str(exc))
+                continue
+            for variant in variants:
+                try:
+                    canon.append(registry.canonical(family, variant))
+                except KeyError as exc:
+                    problems.add(f"{path}.{axis}", str(exc))
+                    continue
+                _check_inline_options(variant, registry.get(family, variant),
+                                      f"{path}.{axis}", problems)
         axes[axis] = canon
     for axis in task.protocol_axes:
         for value in axes.get(axis, []):
@@ -294,7 +324,8 @@ def _expand_experiment(exp: Mapping[str, Any], path: str, name: str,
         problems.add(f"{path}.seeds", "a list of integers, or a count")
         seeds = [0]
     options = exp.get("options", {})
-    named_plugins = {v for axis in task.plugin_axes for v in axes.get(axis, [])}
+    named_plugins = {names.split(v)[0] for axis in task.plugin_axes for v in axes.get(axis, [])
+                     if v is not None and v not in task.reserved.get(axis, ())}
     _check_options(options, f"{path}.options", named_plugins, task, registry, problems)
     overrides = exp.get("overrides", [])
     for j, ov in enumerate(overrides):
@@ -357,6 +388,19 @@ def _expand_experiment(exp: Mapping[str, Any], path: str, name: str,
     return cells
 
 
+def _check_inline_options(name: str, spec, path: str, problems: _Problems) -> None:
+    """Options written inline in a name (``convnet[width=64]``) must exist, with their types."""
+    for key, value in names.parse(name)[1].items():
+        if key not in spec.options:
+            hint = suggest(key, list(spec.options))
+            problems.add(path, f"{name!r}: unknown option {key!r} of {spec.name!r}"
+                         + (f"; did you mean {hint!r}?" if hint else "")
+                         + f" (options: {', '.join(spec.options) or 'none'})")
+        elif not _same_type(spec.options[key], value):
+            problems.add(path, f"{name!r}: option {key!r} expects "
+                         f"{type(spec.options[key]).__name__}, got {value!r}")
+
+
 def _matches(actual: Any, wanted: Any) -> bool:
     return actual in wanted if isinstance(wanted, list) else actual == wanted
 
@@ -409,6 +453,28 @@ def _parse_tables(items: list, experiments: set[str], problems: _Problems) -> li
             digits=int(t.get("digits", 2)), reference=bool(t.get("reference", True)),
             note=str(t.get("note", ""))))
     return tables
+
+
+def _parse_nas(items: list, experiments: set[str], problems: _Problems) -> list[NASSpec]:
+    out = []
+    for i, t in enumerate(items):
+        path = f"nas[{i}]"
+        problems.unknown_keys(path, t, NAS_KEYS)
+        for key in ("name", "proxy", "target"):
+            if key not in t:
+                problems.add(f"{path}.{key}", "missing")
+        for key in ("proxy", "target"):
+            if key in t and t[key] not in experiments:
+                _unknown(problems, f"{path}.{key}", "experiment", t[key], experiments)
+        if problems.items:
+            continue
+        defaults = NASSpec("", "", "")
+        out.append(NASSpec(str(t["name"]), str(t["proxy"]), str(t["target"]),
+                           str(t.get("by", defaults.by)), str(t.get("metric", defaults.metric)),
+                           [int(k) for k in _as_list(t.get("top_k", defaults.top_k))],
+                           _as_list(t.get("group", defaults.group)), str(t.get("title", "")),
+                           str(t.get("note", ""))))
+    return out
 
 
 def _parse_references(items: list, problems: _Problems) -> list[Reference]:
