@@ -26,7 +26,8 @@ def test_every_hook_is_documented_with_its_signature(hook):
 
 @pytest.mark.parametrize("key", sorted(set(suite.EXPERIMENT_KEYS + suite.OVERRIDE_KEYS
                                            + suite.TABLE_KEYS + suite.REFERENCE_KEYS
-                                           + suite.SUITE_META_KEYS + suite.SUITE_KEYS)))
+                                           + suite.SUITE_META_KEYS + suite.SUITE_KEYS
+                                           + suite.NAS_KEYS)))
 def test_every_suite_key_is_documented(key):
     assert f"`{key}`" in CONTRIBUTING
 
