@@ -10,7 +10,7 @@ def kddbench_datasets():
     yield DatasetSpec("fashion-mnist", _L + "load_fashion_mnist",
                       "Fashion-MNIST 60k/10k, 1x28x28 (Debian dataset-fashion-mnist or "
                       "torchvision)", aliases=("fmnist", "fashion_mnist"))
-    yield DatasetSpec("usps", _L + "load_usps", "USPS 7,291/2,007, 1x16x16 (torchvision)")
+    yield DatasetSpec("usps", _L + "load_usps", "USPS 7,291/2,007, 1x16x16 (torchvision); normalised with its training mean/std")
     yield DatasetSpec("cifar10", _L + "load_cifar10", "CIFAR-10 50k/10k, 3x32x32 (torchvision)",
                       aliases=("cifar-10",))
     yield DatasetSpec("cifar100", _L + "load_cifar100",
