@@ -1,4 +1,3 @@
-import os
 import sys
 from pathlib import Path
 
@@ -17,7 +16,7 @@ def _isolated(tmp_path, monkeypatch):
     monkeypatch.delenv("KDDBENCH_PLUGINS", raising=False)
     import torch
 
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    torch.set_num_threads(1)  # tiny tensors: threading overhead dominates (10x slower on load)
     from kddbench import plugins
 
     plugins.configure()
