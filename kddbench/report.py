@@ -180,6 +180,61 @@ def nas_table(df: pd.DataFrame, spec) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def versus_baseline(df: pd.DataFrame, table) -> pd.DataFrame:
+    """Each row's difference from the table's ``baseline`` row, per column, with a verdict.
+
+    ``better``/``worse`` when the difference of means exceeds twice its standard error
+    (sqrt(s1^2/n1 + s2^2/n2), seeds as samples); otherwise ``within noise``.  With one seed on
+    either side there is no spread to judge by, and the verdict says so.
+    """
+    ok = df[df["status"] == "ok"] if "status" in df else df
+    if table.experiments:
+        ok = ok[ok["experiment"].isin(table.experiments)]
+    if table.where:
+        ok = ok[[_matches(r, table.where) for r in ok.to_dict("records")]]
+    if ok.empty or table.metric not in ok or not table.baseline:
+        return pd.DataFrame()
+    ok = ok.copy()
+    keys = list(table.rows) + list(table.columns)
+    for k in keys:
+        ok[k] = ok[k].map(_label) if k in ok else "—"
+    stats = ok.groupby(keys, sort=False)[table.metric].agg(["mean", "std", "count"])
+    is_base = [_matches(dict(zip(keys, k if isinstance(k, tuple) else (k,))), table.baseline)
+               for k in stats.index]
+    base = stats[is_base]
+    if base.empty:
+        return pd.DataFrame()
+    ncol = len(table.columns)
+    base_by_col = {k[len(table.rows):] if isinstance(k, tuple) else (): r
+                   for k, r in base.iterrows()}
+    lower = table.metric in ("misclassified",) or "time" in table.metric
+    out: dict[tuple, dict[str, str]] = {}
+    for key, r in stats[[not b for b in is_base]].iterrows():
+        key = key if isinstance(key, tuple) else (key,)
+        row_key, col_key = key[:len(table.rows)], key[len(table.rows):]
+        b = base_by_col.get(col_key)
+        if b is None:
+            continue
+        diff = r["mean"] - b["mean"]
+        if r["count"] < 2 or b["count"] < 2:
+            verdict = "one seed: no verdict"
+        else:
+            se = math.sqrt(r["std"] ** 2 / r["count"] + b["std"] ** 2 / b["count"])
+            good = -diff if lower else diff
+            verdict = ("better" if good > 2 * se else "worse" if -good > 2 * se
+                       else "within noise")
+        col = " / ".join(f"{c}={v}" for c, v in zip(table.columns, col_key)) if ncol else \
+            table.metric
+        out.setdefault(row_key, {})[col] = f"{diff:+.{table.digits}f} ({verdict})"
+    if not out:
+        return pd.DataFrame()
+    index = pd.MultiIndex.from_tuples(list(out), names=table.rows) if len(table.rows) > 1 \
+        else pd.Index([k[0] for k in out], name=table.rows[0])
+    frame = pd.DataFrame(list(out.values()), index=index)
+    frame = frame[sorted(frame.columns, key=_sort_key)].fillna("—")
+    return frame.reset_index()
+
+
 def to_markdown(frame: pd.DataFrame) -> str:
     if frame.empty:
         return "_no finished results yet_\n"
@@ -227,6 +282,11 @@ def render_report(suite, df: pd.DataFrame, references: Sequence = ()) -> str:
         lines += [f"Metric: `{table.metric}`, mean ± std over seeds (n = seeds)."
                   + (" `[paper x]`: the published number." if references else ""), ""]
         lines.append(to_markdown(leaderboard(df, table, references)))
+        versus = versus_baseline(df, table)
+        if not versus.empty:
+            base = ", ".join(f"{k} = {v}" for k, v in table.baseline.items())
+            lines += [f"Difference from the baseline row ({base}); `better`/`worse`: beyond "
+                      "twice the standard error over seeds.", "", to_markdown(versus)]
     for spec in getattr(suite, "nas", []):
         lines += [f"## {spec.title or spec.name}", ""]
         if spec.note:

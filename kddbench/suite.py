@@ -29,7 +29,7 @@ EXPERIMENT_KEYS = ("name", "task", "description", "protocol", "recipe", "seeds",
                    "overrides")
 OVERRIDE_KEYS = ("match", "protocol", "recipe", "options", "skip")
 TABLE_KEYS = ("name", "title", "experiments", "where", "rows", "columns", "metric", "digits",
-              "reference", "note")
+              "reference", "note", "baseline")
 REFERENCE_KEYS = ("match", "metric", "value", "std", "source", "note")
 NAS_KEYS = ("name", "title", "note", "proxy", "target", "by", "metric", "top_k", "group")
 DEFAULT_PROTOCOL = "default"
@@ -56,6 +56,7 @@ class TableSpec:
     digits: int = 2
     reference: bool = True
     note: str = ""
+    baseline: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -444,6 +445,10 @@ def _parse_tables(items: list, experiments: set[str], problems: _Problems) -> li
         for exp in _as_list(t.get("experiments", [])):
             if exp not in experiments:
                 _unknown(problems, f"{path}.experiments", "experiment", exp, experiments)
+        for key in t.get("baseline", {}):
+            if key not in _as_list(t.get("rows", [])):
+                problems.add(f"{path}.baseline.{key}", "baseline keys must be row keys "
+                             f"({', '.join(map(str, _as_list(t.get('rows', []))))})")
         if problems.items:
             continue
         tables.append(TableSpec(
@@ -451,7 +456,7 @@ def _parse_tables(items: list, experiments: set[str], problems: _Problems) -> li
             metric=str(t.get("metric", "accuracy")), title=str(t.get("title", "")),
             experiments=_as_list(t.get("experiments", [])), where=dict(t.get("where", {})),
             digits=int(t.get("digits", 2)), reference=bool(t.get("reference", True)),
-            note=str(t.get("note", ""))))
+            note=str(t.get("note", "")), baseline=dict(t.get("baseline", {}))))
     return tables
 
 

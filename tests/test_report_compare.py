@@ -93,3 +93,20 @@ def test_compare_needs_kddbench_tables(tmp_path, cli):
 @pytest.mark.parametrize("metric", ["accuracy", "macro_f1"])
 def test_higher_is_better_metrics(metric):
     assert not lower_is_better(metric)
+
+
+def test_versus_baseline_verdicts():
+    from kddbench.report import versus_baseline
+
+    rows = []
+    for method, accs in (("none", [80.0, 81.0, 79.0]), ("good", [85.0, 86.0, 84.0]),
+                         ("same", [80.5, 79.5, 81.5]), ("bad", [70.0, 71.0, 69.0])):
+        for seed, acc in enumerate(accs):
+            rows.append({"status": "ok", "kd_method": method, "dataset": "d", "seed": seed,
+                         "accuracy": acc})
+    table = TableSpec("t", ["kd_method"], ["dataset"], baseline={"kd_method": "none"})
+    frame = versus_baseline(pd.DataFrame(rows), table).set_index("kd_method")
+    assert frame.loc["good", "dataset=d"] == "+5.00 (better)"
+    assert frame.loc["same", "dataset=d"] == "+0.50 (within noise)"
+    assert frame.loc["bad", "dataset=d"] == "-10.00 (worse)"
+    assert "none" not in frame.index
