@@ -123,10 +123,10 @@ def test_external_plugin_via_environment(tmp_path, cli, monkeypatch):
 
 @pytest.mark.slow
 def test_killed_run_resumes_without_recomputing(tmp_path):
-    suite = write_suite(tmp_path / "tiny.toml", TINY_SUITE.replace("epochs = 3", "epochs = 40"))
+    suite = write_suite(tmp_path / "tiny.toml", TINY_SUITE.replace("epochs = 3", "epochs = 20"))
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "kddbench.cli", "run", str(suite), "--out", str(out),
-           "--jobs", "1", "--no-progress"]
+           "--jobs", "1", "--threads", "1", "--no-progress"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env=os.environ.copy())
     deadline = time.time() + 120
