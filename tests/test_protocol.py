@@ -87,3 +87,21 @@ def test_custom_loss_gets_batch_indices():
     train(_net(), x, y, Recipe(epochs=2, batch_size=10), make_generator(0), loss_fn=loss_fn)
     assert sorted(torch.cat(seen[:4]).tolist()) == list(range(32))
     assert math.isclose(len(seen), 8)
+
+
+def test_cpu_micro_batches_give_the_same_step(monkeypatch):
+    from kddbench.protocol import micro_batch_size
+
+    x, y = _toy(n=64)
+    x = x.expand(-1, 1, 6, 6).contiguous()
+    recipe = Recipe(epochs=2, batch_size=64, lr=0.1)
+    nets = []
+    for micro in ("0", "8"):
+        monkeypatch.setenv("KDDBENCH_CPU_MICRO_BATCH", micro)
+        net = _net()
+        train(net, x, y, recipe, make_generator(0))
+        nets.append(torch.cat([p.flatten() for p in net.parameters()]))
+    assert torch.allclose(nets[0], nets[1], atol=1e-5)
+    with seeded(0):
+        bn = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2))
+    assert micro_batch_size(bn, x) == 0
