@@ -50,13 +50,6 @@ RESULTS: dict[str, float] = {}
 FULL = bool(os.environ.get("KDDBENCH_BENCH_FULL"))  # time whole DC/DSA outer iterations
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.fixture(scope="module")
 def data() -> DataSplits:

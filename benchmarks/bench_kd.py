@@ -30,13 +30,6 @@ METHODS = get_registry().names("kd_method")
 RESULTS: dict[tuple[str, str], dict[str, float]] = {}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.fixture(scope="module")
 def tensors():

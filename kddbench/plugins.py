@@ -215,7 +215,6 @@ def configure(extra: Sequence[str] = (), disable: Iterable[str] = (),
 
 def get_registry() -> Registry:
     """The process-wide registry (built with default options on first use)."""
-    global _DEFAULT
     if _DEFAULT is None:
         configure()
     assert _DEFAULT is not None

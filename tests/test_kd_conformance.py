@@ -18,13 +18,6 @@ from kddbench_plugins.networks import convnet
 METHODS = build_registry().names("kd_method")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.fixture(scope="module")
 def toy():

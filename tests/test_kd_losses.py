@@ -12,14 +12,6 @@ from kddbench_plugins import kd_losses as L
 from kddbench_plugins.networks import convnet, mlp
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one thread is faster, and far faster on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def _logits(n=6, c=5, seed=0):
     g = torch.Generator().manual_seed(seed)

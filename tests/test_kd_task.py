@@ -4,18 +4,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import torch
 
 from conftest import ROOT, write_suite
 from kddbench.suite import PROTOCOL_OPTION_PREFIX, SuiteError, load_suite
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 KD_SUITE = """
