@@ -156,9 +156,25 @@ class InProcessExecutor:
 _WORKER: dict[str, Any] = {}
 
 
+def _die_with_parent() -> None:
+    """On Linux, ask the kernel to kill this worker when the parent dies (even by SIGKILL), so
+    an interrupted run leaves no orphans computing into the void."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+        import signal
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _worker_init(settings: RunSettings, plugin_args: tuple) -> None:
     from . import plugins
 
+    _die_with_parent()
     registry = plugins.configure(*plugin_args)
     settings.threads = settings.threads or 1
     _WORKER["ctx"] = make_context(settings, registry)
