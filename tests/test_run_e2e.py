@@ -123,19 +123,20 @@ def test_external_plugin_via_environment(tmp_path, cli, monkeypatch):
 
 @pytest.mark.slow
 def test_killed_run_resumes_without_recomputing(tmp_path):
-    suite = write_suite(tmp_path / "tiny.toml", TINY_SUITE.replace("epochs = 3", "epochs = 20"))
+    # each cell trains long enough (~1 s) that the kill lands mid-way on any machine
+    suite = write_suite(tmp_path / "tiny.toml", TINY_SUITE.replace("epochs = 3", "epochs = 300"))
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "kddbench.cli", "run", str(suite), "--out", str(out),
            "--jobs", "1", "--threads", "1", "--no-progress"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env=os.environ.copy())
     deadline = time.time() + 120
-    while time.time() < deadline and len(list((out / "records").glob("*.json"))) < 2:
-        time.sleep(0.2)
+    while time.time() < deadline and not list((out / "records").glob("*.json")):
+        time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     done = _records(out)
-    assert 2 <= len(done) < 10, "the run should have been killed mid-way"
+    assert 1 <= len(done) < 10, "the run should have been killed mid-way"
     assert not list((out / "records").glob("*.tmp"))
     subprocess.run(cmd, check=True, capture_output=True)
     after = _records(out)
@@ -161,3 +162,42 @@ def test_show_lists_cells_of_a_suite(tmp_path, cli):
     assert code == 0 and "10 cells: 10 todo" in out
     code, out, _ = cli("show", "convnet3")
     assert code == 0 and "option width = 128" in out and "registered by: architectures" in out
+
+
+def _children(pid: int) -> list[int]:
+    path = f"/proc/{pid}/task/{pid}/children"
+    try:
+        with open(path) as fh:
+            return [int(c) for c in fh.read().split()]
+    except OSError:
+        return []
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses /proc")
+def test_killing_the_runner_leaves_no_orphan_workers(tmp_path):
+    suite = write_suite(tmp_path / "tiny.toml", TINY_SUITE.replace("epochs = 3", "epochs = 400"))
+    cmd = [sys.executable, "-m", "kddbench.cli", "run", str(suite), "--out",
+           str(tmp_path / "out"), "--jobs", "2", "--no-progress"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    workers: list[int] = []
+    while time.time() < deadline and len(workers) < 2:
+        time.sleep(0.5)
+        workers = [c for c in _children(proc.pid) if _alive(c)]
+    assert len(workers) >= 2, "the pool did not start"
+    time.sleep(3)  # let the workers initialise (the death signal is armed in their initializer)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    deadline = time.time() + 20
+    while time.time() < deadline and any(_alive(w) for w in workers):
+        time.sleep(0.2)
+    assert not any(_alive(w) for w in workers), "worker processes outlived the runner"
