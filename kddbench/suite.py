@@ -434,14 +434,20 @@ def _check_options(options: Mapping[str, Any], path: str, named: set, task, regi
                              f"expected {type(spec.options[key]).__name__}, got {value!r}")
 
 
+def _check_entry(problems: _Problems, path: str, entry: Mapping[str, Any],
+                 allowed: Iterable[str], required: Iterable[str]) -> None:
+    """Unknown keys (with suggestions) and missing required keys of one table entry."""
+    problems.unknown_keys(path, entry, allowed)
+    for key in required:
+        if key not in entry:
+            problems.add(f"{path}.{key}", "missing")
+
+
 def _parse_tables(items: list, experiments: set[str], problems: _Problems) -> list[TableSpec]:
     tables = []
     for i, t in enumerate(items):
         path = f"tables[{i}]"
-        problems.unknown_keys(path, t, TABLE_KEYS)
-        for key in ("name", "rows", "columns"):
-            if key not in t:
-                problems.add(f"{path}.{key}", "missing")
+        _check_entry(problems, path, t, TABLE_KEYS, ("name", "rows", "columns"))
         for exp in _as_list(t.get("experiments", [])):
             if exp not in experiments:
                 _unknown(problems, f"{path}.experiments", "experiment", exp, experiments)
@@ -464,10 +470,7 @@ def _parse_nas(items: list, experiments: set[str], problems: _Problems) -> list[
     out = []
     for i, t in enumerate(items):
         path = f"nas[{i}]"
-        problems.unknown_keys(path, t, NAS_KEYS)
-        for key in ("name", "proxy", "target"):
-            if key not in t:
-                problems.add(f"{path}.{key}", "missing")
+        _check_entry(problems, path, t, NAS_KEYS, ("name", "proxy", "target"))
         for key in ("proxy", "target"):
             if key in t and t[key] not in experiments:
                 _unknown(problems, f"{path}.{key}", "experiment", t[key], experiments)
