@@ -198,9 +198,10 @@ class ProcessPoolExecutor:
 
         from .plugins import registry_args
 
-        with cf.ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"),
-                                    initializer=_worker_init,
-                                    initargs=(self.settings, registry_args())) as pool:
+        pool = cf.ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"),
+                                      initializer=_worker_init,
+                                      initargs=(self.settings, registry_args()))
+        try:
             futures = {pool.submit(_worker_run, c.to_dict(), suite_name): c for c in cells}
             for fut in cf.as_completed(futures):
                 cell = futures[fut]
@@ -209,6 +210,12 @@ class ProcessPoolExecutor:
                 except Exception as exc:  # a worker died (out of memory, segfault, ...)
                     record = error_record(base_record(cell, suite_name, {}), exc)
                 yield cell, record
+        except BaseException:
+            # Ctrl-C or a failing consumer: drop the queued cells instead of running them all
+            # (a plain shutdown would wait for every one); workers die with this process.
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
 
 
 def run_cells(

@@ -201,3 +201,25 @@ def test_killing_the_runner_leaves_no_orphan_workers(tmp_path):
     while time.time() < deadline and any(_alive(w) for w in workers):
         time.sleep(0.2)
     assert not any(_alive(w) for w in workers), "worker processes outlived the runner"
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_a_pool_run_and_keeps_finished_cells(tmp_path):
+    suite = write_suite(tmp_path / "tiny.toml", TINY_SUITE.replace("epochs = 3", "epochs = 300"))
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "kddbench.cli", "run", str(suite), "--out", str(out),
+           "--jobs", "2", "--no-progress"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list((out / "records").glob("*.json")):
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole group
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail("Ctrl-C did not stop the run")
+    assert proc.returncode != 0
+    done = _records(out)
+    assert 1 <= len(done) < 10 and all(r["status"] == "ok" for r in done.values())
