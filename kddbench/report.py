@@ -263,7 +263,11 @@ def render_report(suite, df: pd.DataFrame, references: Sequence = ()) -> str:
             lines += ["Produced on: " + "; ".join(", ".join(f"{c} {r[c]}" for c in env_cols)
                                                    for _, r in env.iterrows()), ""]
         n_ok = int((df["status"] == "ok").sum())
-        lines += [f"Cells finished: {n_ok} of {len(df)} recorded.", ""]
+        n_bad = len(df) - n_ok
+        lines += [f"Cells finished: {n_ok} of the suite's {len(suite.cells)}"
+                  + (f" ({n_bad} failed)" if n_bad else "")
+                  + ("" if n_ok == len(suite.cells) else
+                     " — a partial report: `kddbench run` resumes the rest") + ".", ""]
         if "wall_time_s" in df and df["wall_time_s"].notna().any():
             lines += [f"Compute: {df['wall_time_s'].sum():.0f} s summed over cells "
                       f"(per-cell wall time, condensation and evaluation included).", ""]
