@@ -57,6 +57,16 @@ def _augment_pair(aug, x_real, y_real, x_syn, y_syn, num_classes, generator):
     return (aug.apply(x_real, params, groups=y_real), aug.apply(x_syn, params, groups=y_syn))
 
 
+def _matching_setup(request: CondenseRequest, augment: str, lr_img: float, init: str,
+                    momentum_img: float, checkpoint_every: int):
+    """What DM and DataDAM share: the augmentation, a per-class sampler of real images, the
+    image learning rate, and the (resumable) optimiser of the synthetic images."""
+    data = request.data
+    lr = auto_lr(int(request.ipc), lr_img)
+    return (augment_mod.build(augment, data), ClassSampler(data.y_train, data.num_classes), lr,
+            ImageOptimizer(request, init, lr, momentum_img, checkpoint_every))
+
+
 def dm_loss(net: nn.Module, x_real: torch.Tensor, y_real: torch.Tensor, x_syn: torch.Tensor,
             y_syn: torch.Tensor, num_classes: int, per_class: bool = False) -> torch.Tensor:
     """Sum over classes of ||mean embed(real) - mean embed(syn)||^2, as one differentiable
@@ -80,12 +90,10 @@ def dm(request: CondenseRequest, *, iterations: int = 20000, batch_real: int = 2
        lr_img: float = 0.0, momentum_img: float = 0.5, init: str = "real",
        augment: str = "dsa", checkpoint_every: int = 100) -> SyntheticSet:
     """Distribution matching; ``lr_img = 0`` means the paper's (1.0, or 10 at IPC >= 100)."""
-    data, ipc, g = request.data, int(request.ipc), request.generator
+    data, g = request.data, request.generator
     c = data.num_classes
-    aug = augment_mod.build(augment, data)
-    sampler = ClassSampler(data.y_train, c)
-    lr = auto_lr(ipc, lr_img)
-    opt = ImageOptimizer(request, init, lr, momentum_img, checkpoint_every)
+    aug, sampler, lr, opt = _matching_setup(request, augment, lr_img, init, momentum_img,
+                                            checkpoint_every)
     y_syn = opt.labels
     per_class = chunk = None
     for it in range(opt.start, iterations):
@@ -181,12 +189,10 @@ def datadam(request: CondenseRequest, *, setting: str = "paper", iterations: int
     norm = chosen["norm"] if norm == "auto" else norm
     if norm not in ("as_built", "batchnorm"):
         raise KddbenchError(f"datadam norm must be auto, as_built or batchnorm, not {norm!r}")
-    data, ipc, g = request.data, int(request.ipc), request.generator
+    data, g = request.data, request.generator
     c = data.num_classes
-    aug = augment_mod.build(augment, data)
-    sampler = ClassSampler(data.y_train, c)
-    lr = auto_lr(ipc, lr_img)
-    opt = ImageOptimizer(request, init, lr, momentum_img, checkpoint_every)
+    aug, sampler, lr, opt = _matching_setup(request, augment, lr_img, init, momentum_img,
+                                            checkpoint_every)
     y_syn = opt.labels
     chunk = None
     for it in range(opt.start, iterations):
