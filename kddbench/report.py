@@ -85,41 +85,63 @@ def _sort_key(label: str):
         return (0, 0.0, label)
 
 
+def _table_rows(df: pd.DataFrame, table) -> pd.DataFrame | None:
+    """The finished rows a ``[[tables]]`` entry covers, its row/column keys as labels."""
+    ok = df[df["status"] == "ok"] if "status" in df else df
+    if table.experiments:
+        ok = ok[ok["experiment"].isin(table.experiments)]
+    if table.where:
+        ok = ok[[_matches(r, table.where) for r in ok.to_dict("records")]]
+    if ok.empty or table.metric not in ok:
+        return None
+    ok = ok.copy()
+    for k in list(table.rows) + list(table.columns):
+        ok[k] = ok[k].map(_label) if k in ok else "—"
+    return ok
+
+
+def _grouped(df: pd.DataFrame, table, references: Sequence = ()) -> pd.DataFrame | None:
+    """Mean, std and count of the table's metric per (rows, columns) key, and the one
+    published reference all of a group's rows match (``None`` when none or several)."""
+    ok = _table_rows(df, table)
+    if ok is None:
+        return None
+    refs = [r for r in references if r.metric == table.metric] if table.reference else []
+    ok["_ref"] = [id(_reference_for(r, refs)) if refs else 0 for r in ok.to_dict("records")]
+    by_id = {id(r): r for r in refs}
+    keys = list(table.rows) + list(table.columns)
+    grouped = ok.groupby(keys, sort=False, dropna=False).agg(
+        mean=(table.metric, "mean"), std=(table.metric, "std"), count=(table.metric, "count"),
+        ref=("_ref", "first"), refs=("_ref", "nunique"))
+    grouped["reference"] = [by_id.get(r) if n == 1 else None
+                            for r, n in zip(grouped["ref"], grouped["refs"])]
+    return grouped.drop(columns=["ref", "refs"])
+
+
+def _published(ref, digits: int) -> str:
+    text = f"{ref.value:.{digits}f}"
+    if ref.std is not None:
+        text += f" ± {float(ref.std):.{digits}f}"
+    return text
+
+
 def leaderboard(df: pd.DataFrame, table, references: Sequence = ()) -> pd.DataFrame:
     """Pivot ``df`` (ok rows only) into the table described by a suite ``[[tables]]`` entry.
 
     Cells read ``mean ± std (n=k)`` over seeds; a matching published number follows as
     ``[paper x ± s]``.
     """
-    ok = df[df["status"] == "ok"] if "status" in df else df
-    if table.experiments:
-        ok = ok[ok["experiment"].isin(table.experiments)]
-    if table.where:
-        ok = ok[[_matches(r, table.where) for r in ok.to_dict("records")]]
-    keys = list(table.rows) + list(table.columns)
-    if ok.empty or table.metric not in ok:
+    grouped = _grouped(df, table, references)
+    if grouped is None:
         return pd.DataFrame()
-    refs = [r for r in references if r.metric == table.metric] if table.reference else []
-    ok = ok.copy()
-    ok["_ref"] = [id(_reference_for(r, refs)) if refs else 0 for r in ok.to_dict("records")]
-    by_id = {id(r): r for r in refs}
-    for k in keys:
-        ok[k] = ok[k].map(_label) if k in ok else "—"
-    grouped = ok.groupby(keys, sort=False, dropna=False).agg(
-        mean=(table.metric, "mean"), std=(table.metric, "std"), count=(table.metric, "count"),
-        ref=("_ref", "first"), refs=("_ref", "nunique"))
     out_rows: dict[tuple, dict[str, str]] = {}
     for key, stats in grouped.iterrows():
         key = key if isinstance(key, tuple) else (key,)
         row_key, col_key = key[:len(table.rows)], key[len(table.rows):]
         col = " / ".join(f"{c}={v}" for c, v in zip(table.columns, col_key)) or table.metric
         text = _fmt(stats["mean"], stats["std"], int(stats["count"]), table.digits)
-        ref = by_id.get(stats["ref"]) if stats["refs"] == 1 else None
-        if ref is not None:
-            pub = f"{ref.value:.{table.digits}f}"
-            if ref.std is not None:
-                pub += f" ± {float(ref.std):.{table.digits}f}"
-            text += f" [paper {pub}]"
+        if stats["reference"] is not None:
+            text += f" [paper {_published(stats['reference'], table.digits)}]"
         out_rows.setdefault(row_key, {})[col] = text
     index = pd.MultiIndex.from_tuples(list(out_rows), names=table.rows) if len(table.rows) > 1 \
         else pd.Index([k[0] for k in out_rows], name=table.rows[0])
@@ -187,17 +209,10 @@ def versus_baseline(df: pd.DataFrame, table) -> pd.DataFrame:
     (sqrt(s1^2/n1 + s2^2/n2), seeds as samples); otherwise ``within noise``.  With one seed on
     either side there is no spread to judge by, and the verdict says so.
     """
-    ok = df[df["status"] == "ok"] if "status" in df else df
-    if table.experiments:
-        ok = ok[ok["experiment"].isin(table.experiments)]
-    if table.where:
-        ok = ok[[_matches(r, table.where) for r in ok.to_dict("records")]]
-    if ok.empty or table.metric not in ok or not table.baseline:
+    ok = _table_rows(df, table) if table.baseline else None
+    if ok is None:
         return pd.DataFrame()
-    ok = ok.copy()
     keys = list(table.rows) + list(table.columns)
-    for k in keys:
-        ok[k] = ok[k].map(_label) if k in ok else "—"
     stats = ok.groupby(keys, sort=False)[table.metric].agg(["mean", "std", "count"])
     is_base = [_matches(dict(zip(keys, k if isinstance(k, tuple) else (k,))), table.baseline)
                for k in stats.index]
@@ -233,6 +248,29 @@ def versus_baseline(df: pd.DataFrame, table) -> pd.DataFrame:
     frame = pd.DataFrame(list(out.values()), index=index)
     frame = frame[sorted(frame.columns, key=_sort_key)].fillna("—")
     return frame.reset_index()
+
+
+def versus_paper(df: pd.DataFrame, table, references: Sequence) -> pd.DataFrame:
+    """One line per table entry that has a published number: ours, the paper's, the
+    difference, and why they differ (the reference's ``note``) with its ``source``."""
+    grouped = _grouped(df, table, references)
+    if grouped is None:
+        return pd.DataFrame()
+    keys = list(table.rows) + list(table.columns)
+    lines = []
+    for key, stats in grouped.iterrows():
+        ref = stats["reference"]
+        if ref is None:
+            continue
+        key = key if isinstance(key, tuple) else (key,)
+        lines.append({**dict(zip(keys, key)),
+                      "ours": _fmt(stats["mean"], stats["std"], int(stats["count"]),
+                                   table.digits),
+                      "paper": _published(ref, table.digits),
+                      "ours − paper": f"{stats['mean'] - ref.value:+.{table.digits}f}",
+                      "why they differ": ref.note or "—",
+                      "source": ref.source or "—"})
+    return pd.DataFrame(lines)
 
 
 def to_markdown(frame: pd.DataFrame) -> str:
@@ -291,6 +329,10 @@ def render_report(suite, df: pd.DataFrame, references: Sequence = ()) -> str:
             base = ", ".join(f"{k} = {v}" for k, v in table.baseline.items())
             lines += [f"Difference from the baseline row ({base}); `better`/`worse`: beyond "
                       "twice the standard error over seeds.", "", to_markdown(versus)]
+        published = versus_paper(df, table, references)
+        if not published.empty:
+            lines += ["Against the published numbers: what each difference comes from.", "",
+                      to_markdown(published)]
     for spec in getattr(suite, "nas", []):
         lines += [f"## {spec.title or spec.name}", ""]
         if spec.note:

@@ -6,7 +6,7 @@ import pytest
 
 from kddbench.compare import (compare, format_comparison, lower_is_better, parse_tolerances,
                               tolerance_for)
-from kddbench.report import leaderboard, to_markdown
+from kddbench.report import leaderboard, to_markdown, versus_paper
 from kddbench.suite import Reference, TableSpec
 
 DATA = Path(__file__).parent / "data"
@@ -29,6 +29,23 @@ def test_leaderboard_golden():
     _golden("leaderboard_example.md", text)
     assert "62.0 ± 2.0 (n=3) [paper 64.9 ± 3.5]" in text
     assert "70.5 (n=1)" in text  # the failed seed is not averaged in
+
+
+def test_versus_paper_lists_each_published_number_with_its_explanation():
+    df = pd.read_csv(DATA / "example_results.csv")
+    table = TableSpec("t", rows=["method"], columns=["ipc"], metric="accuracy", digits=1)
+    refs = [Reference({"dataset": "mnist", "method": "random", "ipc": 1}, "accuracy", 64.9, 3.5,
+                      source="DC paper", note="no augmentation"),
+            Reference({"dataset": "mnist", "method": "dm", "ipc": 10}, "accuracy", 97.5)]
+    frame = versus_paper(df, table, refs)
+    rows = frame.set_index("method").to_dict("index")
+    assert rows["random"]["ipc"] == "1" and rows["random"]["paper"] == "64.9 ± 3.5"
+    assert rows["random"]["ours − paper"] == "-2.9"  # 62.0 - 64.9
+    assert rows["random"]["why they differ"] == "no augmentation"
+    assert rows["random"]["source"] == "DC paper"
+    assert rows["dm"]["why they differ"] == "—"
+    no_refs = TableSpec("t", rows=["method"], columns=["ipc"], reference=False)
+    assert versus_paper(df, no_refs, refs).empty
 
 
 def test_leaderboard_filters_by_where_and_is_empty_without_rows():
