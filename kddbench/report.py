@@ -287,8 +287,12 @@ def failures(df: pd.DataFrame) -> pd.DataFrame:
     return bad[cols]
 
 
-def render_report(suite, df: pd.DataFrame, references: Sequence = ()) -> str:
-    """The whole Markdown report of a suite: budget, protocols, tables, failures."""
+def render_report(suite, df: pd.DataFrame, references: Sequence = (),
+                  figures: Mapping[str, str] | None = None) -> str:
+    """The whole Markdown report of a suite: budget, protocols, tables, failures.
+
+    ``figures`` maps a table's name to the file name of its figure, shown under the table."""
+    figures = figures or {}
     lines = [f"# {suite.name}", ""]
     if suite.description:
         lines += [suite.description.strip(), ""]
@@ -324,6 +328,8 @@ def render_report(suite, df: pd.DataFrame, references: Sequence = ()) -> str:
         lines += [f"Metric: `{table.metric}`, mean ± std over seeds (n = seeds)."
                   + (" `[paper x]`: the published number." if references else ""), ""]
         lines.append(to_markdown(leaderboard(df, table, references)))
+        if table.name in figures:
+            lines += [f"![{table.title or table.name}]({figures[table.name]})", ""]
         versus = versus_baseline(df, table)
         if not versus.empty:
             base = ", ".join(f"{k} = {v}" for k, v in table.baseline.items())
@@ -349,6 +355,19 @@ def render_report(suite, df: pd.DataFrame, references: Sequence = ()) -> str:
     return "\n".join(lines)
 
 
+def budget_figure(df: pd.DataFrame, table, references: Sequence, out_dir: Path) -> Path | None:
+    """``plot_<table>.png`` in ``out_dir``: the table's metric against its one numeric column
+    axis (a budget such as IPC), one line per row; ``None`` when the table has no such shape."""
+    from .plots import curve_points, save_budget_curve
+
+    lines = curve_points(_grouped(df, table, references), table)
+    if not lines:
+        return None
+    return save_budget_curve(Path(out_dir) / f"plot_{table.name}.png", lines,
+                             xlabel=table.columns[0], ylabel=table.metric,
+                             title=table.title or table.name)
+
+
 def write_reports(suite, out_dir: str | Path) -> pd.DataFrame:
     """Rebuild ``results.csv``, ``leaderboard.md`` and one CSV per table from the records."""
     out = Path(out_dir)
@@ -359,7 +378,13 @@ def write_reports(suite, out_dir: str | Path) -> pd.DataFrame:
         df = df.sort_values("cell_id", key=lambda ids: ids.map(order), kind="stable")
         df = df.reset_index(drop=True)
     atomic_write_text(out / "results.csv", df.to_csv(index=False))
-    atomic_write_text(out / "leaderboard.md", render_report(suite, df, suite.references))
+    figures = {}
+    for table in suite.tables:
+        path = budget_figure(df, table, suite.references, out)
+        if path is not None:
+            figures[table.name] = path.name
+    atomic_write_text(out / "leaderboard.md",
+                      render_report(suite, df, suite.references, figures))
     for table in suite.tables:
         frame = leaderboard(df, table, suite.references)
         atomic_write_text(out / f"leaderboard_{table.name}.csv", frame.to_csv(index=False))

@@ -6,7 +6,7 @@ import pytest
 
 from kddbench.compare import (compare, format_comparison, lower_is_better, parse_tolerances,
                               tolerance_for)
-from kddbench.report import leaderboard, to_markdown, versus_paper
+from kddbench.report import budget_figure, leaderboard, to_markdown, versus_paper
 from kddbench.suite import Reference, TableSpec
 
 DATA = Path(__file__).parent / "data"
@@ -46,6 +46,23 @@ def test_versus_paper_lists_each_published_number_with_its_explanation():
     assert rows["dm"]["why they differ"] == "—"
     no_refs = TableSpec("t", rows=["method"], columns=["ipc"], reference=False)
     assert versus_paper(df, no_refs, refs).empty
+
+
+def test_budget_figure_plots_numeric_budgets_only(tmp_path):
+    from kddbench.plots import curve_points
+    from kddbench.report import _grouped
+
+    df = pd.read_csv(DATA / "example_results.csv")
+    table = TableSpec("t", rows=["method"], columns=["ipc"], metric="accuracy")
+    refs = [Reference({"dataset": "mnist", "method": "random", "ipc": 1}, "accuracy", 64.9, 3.5)]
+    lines = curve_points(_grouped(df, table, refs), table)
+    random = lines["random"]
+    assert [x for x, *_ in random] == sorted(x for x, *_ in random)  # ordered by budget
+    assert random[0][0] == 1.0 and random[0][3] == 64.9 and random[1][3] is None
+    path = budget_figure(df, table, refs, tmp_path)
+    assert path == tmp_path / "plot_t.png" and path.read_bytes()[:4] == b"\x89PNG"
+    by_method = TableSpec("u", rows=["ipc"], columns=["method"], metric="accuracy")
+    assert budget_figure(df, by_method, refs, tmp_path) is None  # no numeric budget axis
 
 
 def test_leaderboard_filters_by_where_and_is_empty_without_rows():
