@@ -53,15 +53,31 @@ def run(suite, out_dir: str | Path | None = None, *, overrides: Iterable[str] = 
     workers = resolve_jobs(jobs, device, todo)
     if workers > 1 and threads is None:
         settings.threads = 1
-    name = executor or ("process" if workers > 1 else "inprocess")
-    spec = registry.get("executor", name)
-    kwargs: dict[str, Any] = {"workers": workers} if name == "process" else {}
-    exe = spec.load()(settings, registry, **kwargs)
+    exe = make_executor(executor or ("process" if workers > 1 else "inprocess"), workers,
+                        settings, registry)
     sinks = [registry.get("reporter", r).load()(out_dir=out) for r in reporters]
     run_cells(cells, store, suite.name, executor=exe, settings=settings,
               rerun_failed=rerun_failed, progress=progress, registry=registry,
               on_record=(lambda record: [sink(record) for sink in sinks]) if sinks else None)
     return write_reports(suite, out)
+
+
+def make_executor(name: str, workers: int, settings, registry):
+    """The executor plugin ``name``, which may carry inline options checked against its
+    declared ones, e.g. ``submitit[partition=gpu,gpus=1]``."""
+    from .names import parse
+
+    base, options = parse(name)
+    spec = registry.get("executor", base)
+    unknown = sorted(set(options) - set(spec.options))
+    if unknown:
+        raise KddbenchError(
+            f"executor {spec.name!r} has no option(s) {unknown}"
+            + (f"; its options: {', '.join(spec.options)}" if spec.options else
+               "; it takes none"))
+    if spec.name == "process":
+        options.setdefault("workers", workers)
+    return spec.load()(settings, registry, **options)
 
 
 def resolve_jobs(jobs: int | str, device: str, todo: int) -> int:

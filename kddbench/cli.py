@@ -170,7 +170,8 @@ def validate(suites, overrides):
 @click.option("--jobs", "-j", default="auto", show_default=True,
               help="Worker processes; auto = one single-threaded worker per CPU core (max 8), "
               "or 1 on a GPU.")
-@click.option("--executor", default=None, help="Executor plugin (inprocess, process, ...).")
+@click.option("--executor", default=None, help="Executor plugin, options inline: inprocess, process[workers=4], "
+              "submitit[partition=gpu,gpus=1] (Slurm; pip install submitit).")
 @click.option("--threads", type=int, default=None, help="torch threads per worker.")
 @click.option("--reporter", "reporters", multiple=True, metavar="NAME",
               help="Also send every finished record to this reporter plugin. Repeatable.")

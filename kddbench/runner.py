@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
@@ -171,18 +171,50 @@ def _die_with_parent() -> None:
         pass
 
 
-def _worker_init(settings: RunSettings, plugin_args: tuple) -> None:
-    from . import plugins
+@dataclass
+class CellJob:
+    """``record = CellJob(...)(cell_dict)``: runs one cell in whatever process calls it.
 
+    This is the whole contract between the runner and an out-of-process executor (a process
+    pool, a Slurm job, a Ray task): it is picklable, rebuilds the plugin registry and the run
+    context in the worker the first time it is called there (the same plugins and settings as
+    the parent), and returns the cell's record; it never raises for a failing cell.
+    """
+
+    settings: RunSettings
+    suite_name: str
+    plugin_args: tuple = ()
+
+    @classmethod
+    def for_this_run(cls, settings: RunSettings, suite_name: str) -> "CellJob":
+        from .plugins import registry_args
+
+        return cls(settings, suite_name, registry_args())
+
+    def setup(self) -> None:
+        key = (repr(self.settings), repr(self.plugin_args))
+        if _WORKER.get("key") == key:
+            return
+        from . import plugins
+
+        registry = plugins.configure(*self.plugin_args)
+        _WORKER["ctx"] = make_context(self.settings, registry)
+        _WORKER["env"] = environment(registry, str(_WORKER["ctx"].device))
+        _WORKER["key"] = key
+
+    def __call__(self, cell_dict: dict[str, Any]) -> dict[str, Any]:
+        self.setup()
+        return execute_cell(Cell.from_dict(cell_dict), _WORKER["ctx"], self.suite_name,
+                            _WORKER["env"])
+
+    def failed(self, cell: Cell, exc: BaseException) -> dict[str, Any]:
+        """The record of a cell whose worker died before it could write one."""
+        return error_record(base_record(cell, self.suite_name, {}), exc)
+
+
+def _pool_worker_init(job: CellJob) -> None:
     _die_with_parent()
-    registry = plugins.configure(*plugin_args)
-    settings.threads = settings.threads or 1
-    _WORKER["ctx"] = make_context(settings, registry)
-    _WORKER["env"] = environment(registry, str(_WORKER["ctx"].device))
-
-
-def _worker_run(cell_dict: dict[str, Any], suite_name: str) -> dict[str, Any]:
-    return execute_cell(Cell.from_dict(cell_dict), _WORKER["ctx"], suite_name, _WORKER["env"])
+    job.setup()
 
 
 class ProcessPoolExecutor:
@@ -196,19 +228,18 @@ class ProcessPoolExecutor:
         import concurrent.futures as cf
         import multiprocessing as mp
 
-        from .plugins import registry_args
-
+        settings = replace(self.settings, threads=self.settings.threads or 1)
+        job = CellJob.for_this_run(settings, suite_name)
         pool = cf.ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"),
-                                      initializer=_worker_init,
-                                      initargs=(self.settings, registry_args()))
+                                      initializer=_pool_worker_init, initargs=(job,))
         try:
-            futures = {pool.submit(_worker_run, c.to_dict(), suite_name): c for c in cells}
+            futures = {pool.submit(job, c.to_dict()): c for c in cells}
             for fut in cf.as_completed(futures):
                 cell = futures[fut]
                 try:
                     record = fut.result()
                 except Exception as exc:  # a worker died (out of memory, segfault, ...)
-                    record = error_record(base_record(cell, suite_name, {}), exc)
+                    record = job.failed(cell, exc)
                 yield cell, record
         except BaseException:
             # Ctrl-C or a failing consumer: drop the queued cells instead of running them all

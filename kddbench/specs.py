@@ -123,7 +123,9 @@ class TaskSpec(PluginSpec):
 
 @dataclass(frozen=True)
 class ExecutorSpec(PluginSpec):
-    """Runs cells. ``factory(**options) -> Executor`` (see :mod:`kddbench.executors`)."""
+    """Runs cells. ``factory(settings, registry, **options) -> executor`` with
+    ``map(cells, suite_name) -> iterator of (cell, record)``; out-of-process executors run
+    :class:`kddbench.runner.CellJob` remotely (see ``kddbench_plugins.submitit_executor``)."""
 
     family = "executor"
 

@@ -1,6 +1,8 @@
 """Task and executor registrations."""
 from kddbench import ExecutorSpec, ReporterSpec, TaskSpec, hookimpl
 
+from .submitit_executor import OPTIONS as SUBMITIT_OPTIONS
+
 
 @hookimpl
 def kddbench_tasks():
@@ -19,7 +21,11 @@ def kddbench_executors():
     yield ExecutorSpec("inprocess", "kddbench.runner:InProcessExecutor",
                        "run cells one after another in this process (default)")
     yield ExecutorSpec("process", "kddbench.runner:ProcessPoolExecutor",
-                       "run cells in a local pool of processes (--jobs N)")
+                       "run cells in a local pool of processes (--jobs N)",
+                       options={"workers": 2})
+    yield ExecutorSpec("submitit", "kddbench_plugins.submitit_executor:SubmititExecutor",
+                       "run cells as a Slurm job array (or local subprocesses) via submitit, "
+                       "requeued on preemption", options=SUBMITIT_OPTIONS)
 
 
 @hookimpl

@@ -1,0 +1,69 @@
+"""Executor plugins: inline options, and cells run as submitit jobs (local subprocesses)."""
+import json
+
+import pytest
+
+from conftest import TINY_SUITE, write_suite
+from test_run_e2e import CRASHING_PLUGIN
+
+ONE_CELL_EACH = TINY_SUITE.replace("seeds = [0, 1]", "seeds = [0]").replace(
+    "ipc = [2, 5]", "ipc = [2]")
+
+
+def _records(out):
+    return {p.stem: json.loads(p.read_text()) for p in (out / "records").glob("*.json")}
+
+
+def test_unknown_executor_option_is_a_clear_error(tmp_path, cli):
+    suite = write_suite(tmp_path / "s.toml", ONE_CELL_EACH)
+    code, _, err = cli("run", suite, "--out", tmp_path / "o", "--executor",
+                       "submitit[partiton=gpu]", "--no-progress")
+    assert code == 2
+    assert "partiton" in err and "partition" in err  # names the typo and the real options
+    code, _, err = cli("run", suite, "--out", tmp_path / "o", "--executor",
+                       "inprocess[workers=2]", "--no-progress")
+    assert code == 2 and "takes none" in err
+
+
+def test_process_executor_takes_its_worker_count_inline(tmp_path, cli):
+    suite = write_suite(tmp_path / "s.toml", ONE_CELL_EACH.replace(
+        'method = ["full", "random", "average"]', 'method = ["random", "average"]'))
+    code, _, err = cli("run", suite, "--out", tmp_path / "o", "--executor",
+                       "process[workers=2]", "--no-progress")
+    assert code == 0, err
+    assert len(_records(tmp_path / "o")) == 2
+
+
+def test_submitit_jobs_match_in_process_numbers_and_carry_plugins(tmp_path, cli):
+    pytest.importorskip("submitit")
+    plugin = tmp_path / "crash.py"
+    plugin.write_text(CRASHING_PLUGIN)
+    suite = write_suite(tmp_path / "s.toml", ONE_CELL_EACH.replace(
+        'method = ["full", "random", "average"]', 'method = ["explode", "random"]'))
+    code, _, err = cli("--plugin", plugin, "run", suite, "--out", tmp_path / "a",
+                       "--jobs", "1", "--no-progress")
+    assert code == 1, err  # the crashing cell
+    code, _, err = cli("--plugin", plugin, "run", suite, "--out", tmp_path / "b", "--executor",
+                       "submitit[cluster=local,cpus=1,poll_s=0.2]", "--no-progress")
+    assert code == 1 and "1 cell(s) failed" in err, err
+    a, b = _records(tmp_path / "a"), _records(tmp_path / "b")
+    assert a.keys() == b.keys() and len(b) == 2
+    for key, rec in b.items():
+        assert rec["status"] == a[key]["status"]
+        if rec["status"] == "ok":  # the same cell gives the same number in a submitit job
+            assert rec["metrics"]["accuracy"] == a[key]["metrics"]["accuracy"]
+            assert rec["env"]["torch_threads"] == 1
+        else:  # the --plugin file reached the job, and its failure came back as a record
+            assert "boom" in rec["error"]
+    assert list((tmp_path / "b" / "submitit").iterdir())  # submitit's logs sit in the report
+
+
+def test_a_requeued_submitit_task_resubmits_the_same_cell():
+    submitit = pytest.importorskip("submitit")
+    from kddbench.runner import CellJob, RunSettings
+    from kddbench_plugins.submitit_executor import RequeueableCellJob
+
+    task = RequeueableCellJob(CellJob(RunSettings(), "suite"))
+    again = task.checkpoint({"cell": 1})
+    assert isinstance(again, submitit.helpers.DelayedSubmission)
+    assert again.function is task and again.args == ({"cell": 1},)
