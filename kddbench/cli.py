@@ -95,8 +95,11 @@ def show(name, out, overrides):
             spec = reg.get(fam, name)
         except KeyError:
             continue
+        if found:  # one name may live in several families (the task kd, the alias kd)
+            click.echo("")
         found = True
-        click.echo(f"{spec.name}  [{FAMILY_TITLES[fam]}]  version {spec.version}")
+        shown = spec.name if spec.name == name else f"{name} -> {spec.name} (alias)"
+        click.echo(f"{shown}  [{FAMILY_TITLES[fam]}]  version {spec.version}")
         click.echo(f"  {spec.description}")
         click.echo(f"  registered by: {reg.owner(fam, spec.name)}")
         click.echo(f"  factory: {spec.factory if isinstance(spec.factory, str) else spec.factory!r}")

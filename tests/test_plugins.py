@@ -103,6 +103,13 @@ def test_show_unknown_plugin_suggests(cli):
     assert code == 2 and "did you mean 'average'" in err
 
 
+def test_show_a_name_in_two_families_shows_both_and_says_which_is_an_alias(cli):
+    code, out, _ = cli("show", "kd")
+    assert code == 0
+    assert "kd -> response (alias)  [knowledge-distillation methods]" in out
+    assert "\nkd  [tasks]" in out
+
+
 def test_specs_are_lazy_strings_for_builtins(registry):
     for family in ("dataset", "architecture", "condenser", "task"):
         for name in registry.names(family):
