@@ -174,7 +174,8 @@ def validate(suites, overrides):
               help="Worker processes; auto = one single-threaded worker per CPU core (max 8), "
               "or 1 on a GPU.")
 @click.option("--executor", default=None, help="Executor plugin, options inline: inprocess, process[workers=4], "
-              "submitit[partition=gpu,gpus=1] (Slurm; pip install submitit).")
+              "submitit[partition=gpu,gpus=1] (Slurm; pip install submitit), "
+              "ray[address=auto,gpus=1] (pip install ray).")
 @click.option("--threads", type=int, default=None, help="torch threads per worker.")
 @click.option("--reporter", "reporters", multiple=True, metavar="NAME",
               help="Also send every finished record to this reporter plugin. Repeatable.")

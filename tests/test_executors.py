@@ -1,4 +1,5 @@
-"""Executor plugins: inline options, and cells run as submitit jobs (local subprocesses)."""
+"""Executor plugins: inline options, and cells run as submitit jobs (local subprocesses) and
+as Ray tasks (a local Ray instance)."""
 import json
 
 import pytest
@@ -34,8 +35,13 @@ def test_process_executor_takes_its_worker_count_inline(tmp_path, cli):
     assert len(_records(tmp_path / "o")) == 2
 
 
-def test_submitit_jobs_match_in_process_numbers_and_carry_plugins(tmp_path, cli):
-    pytest.importorskip("submitit")
+@pytest.mark.parametrize("package, executor, logs", [
+    ("submitit", "submitit[cluster=local,cpus=1,poll_s=0.2]", "submitit"),
+    ("ray", "ray[cpus=1]", None),
+])
+def test_cluster_executors_match_in_process_numbers_and_carry_plugins(tmp_path, cli, package,
+                                                                      executor, logs):
+    pytest.importorskip(package)
     plugin = tmp_path / "crash.py"
     plugin.write_text(CRASHING_PLUGIN)
     suite = write_suite(tmp_path / "s.toml", ONE_CELL_EACH.replace(
@@ -44,18 +50,29 @@ def test_submitit_jobs_match_in_process_numbers_and_carry_plugins(tmp_path, cli)
                        "--jobs", "1", "--no-progress")
     assert code == 1, err  # the crashing cell
     code, _, err = cli("--plugin", plugin, "run", suite, "--out", tmp_path / "b", "--executor",
-                       "submitit[cluster=local,cpus=1,poll_s=0.2]", "--no-progress")
+                       executor, "--no-progress")
     assert code == 1 and "1 cell(s) failed" in err, err
     a, b = _records(tmp_path / "a"), _records(tmp_path / "b")
     assert a.keys() == b.keys() and len(b) == 2
     for key, rec in b.items():
         assert rec["status"] == a[key]["status"]
-        if rec["status"] == "ok":  # the same cell gives the same number in a submitit job
+        if rec["status"] == "ok":  # the same cell gives the same number on the other side
             assert rec["metrics"]["accuracy"] == a[key]["metrics"]["accuracy"]
             assert rec["env"]["torch_threads"] == 1
-        else:  # the --plugin file reached the job, and its failure came back as a record
+        else:  # the --plugin file reached the worker, and its failure came back as a record
             assert "boom" in rec["error"]
-    assert list((tmp_path / "b" / "submitit").iterdir())  # submitit's logs sit in the report
+    if logs:
+        assert list((tmp_path / "b" / logs).iterdir())  # the engine's logs sit in the report
+
+
+def test_an_unreachable_ray_cluster_fails_fast_and_says_what_to_do(tmp_path, cli):
+    pytest.importorskip("ray")
+    suite = write_suite(tmp_path / "s.toml", ONE_CELL_EACH)
+    code, _, err = cli("run", suite, "--out", tmp_path / "o", "--executor",
+                       "ray[address=127.0.0.1:1]", "--no-progress")
+    assert code == 2
+    assert "127.0.0.1:1" in err and "ray start --head" in err
+    assert not list((tmp_path / "o").glob("records/*.json"))
 
 
 def test_a_requeued_submitit_task_resubmits_the_same_cell():

@@ -1,6 +1,7 @@
 """Task and executor registrations."""
 from kddbench import ExecutorSpec, ReporterSpec, TaskSpec, hookimpl
 
+from .ray_executor import OPTIONS as RAY_OPTIONS
 from .submitit_executor import OPTIONS as SUBMITIT_OPTIONS
 
 
@@ -26,6 +27,9 @@ def kddbench_executors():
     yield ExecutorSpec("submitit", "kddbench_plugins.submitit_executor:SubmititExecutor",
                        "run cells as a Slurm job array (or local subprocesses) via submitit, "
                        "requeued on preemption", options=SUBMITIT_OPTIONS)
+    yield ExecutorSpec("ray", "kddbench_plugins.ray_executor:RayExecutor",
+                       "run cells as Ray tasks on a Ray cluster (or a local Ray instance), "
+                       "retried when a worker dies", options=RAY_OPTIONS)
 
 
 @hookimpl
