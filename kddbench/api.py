@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Iterable
 
 import pandas as pd
 
@@ -66,15 +66,11 @@ def make_executor(name: str, workers: int, settings, registry):
     """The executor plugin ``name``, which may carry inline options checked against its
     declared ones, e.g. ``submitit[partition=gpu,gpus=1]``."""
     from .names import parse
+    from .runner import executor_options
 
     base, options = parse(name)
     spec = registry.get("executor", base)
-    unknown = sorted(set(options) - set(spec.options))
-    if unknown:
-        raise KddbenchError(
-            f"executor {spec.name!r} has no option(s) {unknown}"
-            + (f"; its options: {', '.join(spec.options)}" if spec.options else
-               "; it takes none"))
+    executor_options(spec.name, options, dict(spec.options))
     if spec.name == "process":
         options.setdefault("workers", workers)
     return spec.load()(settings, registry, **options)

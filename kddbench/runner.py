@@ -212,6 +212,18 @@ class CellJob:
         return error_record(base_record(cell, self.suite_name, {}), exc)
 
 
+def executor_options(name: str, given: dict[str, Any],
+                     declared: dict[str, Any]) -> dict[str, Any]:
+    """An executor's options: its ``declared`` defaults updated by those ``given``; a name it
+    does not declare is a :class:`KddbenchError` listing the real ones (typos fail early)."""
+    unknown = sorted(set(given) - set(declared))
+    if unknown:
+        raise KddbenchError(
+            f"executor {name!r} has no option(s) {unknown}"
+            + (f"; its options: {', '.join(declared)}" if declared else "; it takes none"))
+    return {**declared, **given}
+
+
 def _pool_worker_init(job: CellJob) -> None:
     _die_with_parent()
     job.setup()

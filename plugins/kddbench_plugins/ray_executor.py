@@ -19,7 +19,7 @@ from dataclasses import replace
 from typing import Any, Sequence
 
 from kddbench.errors import KddbenchError
-from kddbench.runner import CellJob
+from kddbench.runner import CellJob, executor_options
 
 OPTIONS: dict[str, Any] = {
     "address": "",       # "" : RAY_ADDRESS, else a local instance; "auto"; "ray://head:10001"
@@ -60,12 +60,8 @@ class RayExecutor:
     """Cells as Ray tasks; records come back in the order the tasks finish."""
 
     def __init__(self, settings, registry=None, **options: Any):
-        unknown = sorted(set(options) - set(OPTIONS))
-        if unknown:
-            raise KddbenchError(f"ray executor: unknown option(s) {unknown}; "
-                                f"known: {', '.join(OPTIONS)}")
         self.settings = settings
-        self.options = {**OPTIONS, **options}
+        self.options = executor_options("ray", options, OPTIONS)
 
     def _connect(self) -> bool:
         """Connect to (or start) Ray; True when this run started it and must stop it."""

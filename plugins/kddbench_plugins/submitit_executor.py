@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from kddbench.errors import KddbenchError
-from kddbench.runner import CellJob
+from kddbench.runner import CellJob, executor_options
 
 OPTIONS: dict[str, Any] = {
     "cluster": "auto",       # auto (slurm when sbatch is there, else local), slurm, local, debug
@@ -59,12 +59,8 @@ class SubmititExecutor:
     """Cells as the tasks of a submitit job array; records come back as tasks finish."""
 
     def __init__(self, settings, registry=None, **options: Any):
-        unknown = sorted(set(options) - set(OPTIONS))
-        if unknown:
-            raise KddbenchError(f"submitit executor: unknown option(s) {unknown}; "
-                                f"known: {', '.join(OPTIONS)}")
         self.settings = settings
-        self.options = {**OPTIONS, **options}
+        self.options = executor_options("submitit", options, OPTIONS)
 
     def _executor(self):
         submitit = _submitit()
