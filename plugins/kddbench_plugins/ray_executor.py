@@ -38,6 +38,12 @@ def _ray():
     return ray
 
 
+def _no_cluster(address: str | None, why: BaseException) -> KddbenchError:
+    return KddbenchError(f"ray executor: cannot reach the Ray cluster at {address!r} ({why}); "
+                         "start it with `ray start --head`, fix address=, or leave address= "
+                         "out to run on a local Ray instance")
+
+
 def _check_reachable(address: str | None, timeout_s: float = 5.0) -> None:
     """Fail in seconds, not after Ray's minutes of reconnecting, when ``host:port`` is down."""
     if not address or address == "auto" or address.startswith("local"):
@@ -46,9 +52,7 @@ def _check_reachable(address: str | None, timeout_s: float = 5.0) -> None:
     try:
         socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout_s).close()
     except (OSError, ValueError) as exc:
-        raise KddbenchError(f"ray executor: cannot reach the Ray cluster at {address!r} "
-                            f"({exc}); start it with `ray start --head`, fix address=, or "
-                            "leave address= out to run on a local Ray instance") from None
+        raise _no_cluster(address, exc) from None
 
 
 def run_cell(job: CellJob, cell_dict: dict[str, Any]) -> dict[str, Any]:
@@ -74,9 +78,7 @@ class RayExecutor:
             ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING,
                      log_to_driver=False)
         except ConnectionError as exc:  # address=auto with no cluster running here
-            raise KddbenchError(f"ray executor: no Ray cluster at {address!r} ({exc}); start "
-                                "it with `ray start --head`, or leave address= out to run "
-                                "on a local Ray instance") from None
+            raise _no_cluster(address, exc) from None
         return True
 
     def map(self, cells: Sequence, suite_name: str):
