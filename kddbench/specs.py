@@ -125,7 +125,7 @@ class TaskSpec(PluginSpec):
 class ExecutorSpec(PluginSpec):
     """Runs cells. ``factory(settings, registry, **options) -> executor`` with
     ``map(cells, suite_name) -> iterator of (cell, record)``; out-of-process executors run
-    :class:`kddbench.runner.CellJob` remotely (see ``kddbench_plugins.submitit_executor``)."""
+    :class:`kddbench.runner.CellJob` remotely (see ``kddbench_plugins.executors.submitit_executor``)."""
 
     family = "executor"
 

@@ -9,7 +9,8 @@ from kddbench.condense import CondenseRequest
 from kddbench.context import RunContext
 from kddbench.plugins import get_registry
 from kddbench.protocol import make_generator
-from kddbench_plugins import coreset, distribution_matching as dmm, gradient_matching as gm, synth
+from kddbench_plugins.condensation import coreset, distribution_matching as dmm, gradient_matching as gm
+from kddbench_plugins.condensation import synthesis as synth
 
 
 def toy_request(ipc=2, seed=0, fixed_net=None, arch_options=None):
@@ -208,7 +209,7 @@ def test_instance_norm_swaps_for_batch_norm():
 
 
 def test_real_initialisation_is_the_random_baselines_set_of_the_same_seed():
-    from kddbench_plugins import coreset_basic
+    from kddbench_plugins.condensation import real_images as coreset_basic
 
     random_set = coreset_basic.random(toy_request(ipc=3, seed=7))
     syn = dmm.dm(toy_request(ipc=3, seed=7), iterations=1, checkpoint_every=0)

@@ -78,7 +78,7 @@ def test_an_unreachable_ray_cluster_fails_fast_and_says_what_to_do(tmp_path, cli
 def test_a_requeued_submitit_task_resubmits_the_same_cell():
     submitit = pytest.importorskip("submitit")
     from kddbench.runner import CellJob, RunSettings
-    from kddbench_plugins.submitit_executor import RequeueableCellJob
+    from kddbench_plugins.executors.submitit_executor import RequeueableCellJob
 
     task = RequeueableCellJob(CellJob(RunSettings(), "suite"))
     again = task.checkpoint({"cell": 1})

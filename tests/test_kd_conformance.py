@@ -13,7 +13,7 @@ import torch
 from kddbench.kd import DistillationLoss, KDLoss, build_kd_loss
 from kddbench.plugins import build_registry
 from kddbench.protocol import Recipe, make_generator, seeded, train
-from kddbench_plugins.networks import convnet
+from kddbench_plugins.architectures.networks import convnet
 
 METHODS = build_registry().names("kd_method")
 
@@ -101,7 +101,7 @@ def test_literature_names_and_seed_004_aliases(registry):
 
 
 def test_registration_module_does_not_import_torch():
-    code = "import sys, kddbench_plugins.kd; assert 'torch' not in sys.modules, 'torch loaded'"
+    code = "import sys, kddbench_plugins.distillation; assert 'torch' not in sys.modules, 'torch loaded'"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

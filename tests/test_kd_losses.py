@@ -1,4 +1,4 @@
-"""Unit tests of every KD loss on tiny tensors (kddbench_plugins.kd_losses)."""
+"""Unit tests of every KD loss on tiny tensors (kddbench_plugins.distillation.losses)."""
 import math
 
 import pytest
@@ -8,8 +8,8 @@ import torch.nn.functional as F
 from kddbench.errors import KddbenchError
 from kddbench.kd import build_kd_loss, pick_stage
 from kddbench.protocol import seeded
-from kddbench_plugins import kd_losses as L
-from kddbench_plugins.networks import convnet, mlp
+from kddbench_plugins.distillation import losses as L
+from kddbench_plugins.architectures.networks import convnet, mlp
 
 
 

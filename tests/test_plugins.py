@@ -13,7 +13,7 @@ from kddbench.plugins import build_registry
 def test_builtin_plugins_come_through_the_entry_point_group(registry):
     owners = {registry.owner("dataset", "mnist"), registry.owner("condenser", "random"),
               registry.owner("task", "condense"), registry.owner("architecture", "convnet3")}
-    assert owners == {"datasets", "condense-basic", "tasks", "architectures"}
+    assert owners == {"datasets", "condensation", "architectures"}
     assert "kddbench" in registry.plugin_versions()
 
 
@@ -23,8 +23,8 @@ def test_no_autoload_leaves_nothing_registered():
 
 
 def test_disable_one_entry_point():
-    reg = build_registry(disable=["condense-basic"])
-    assert "random" not in reg.names("condenser")
+    reg = build_registry(disable=["condensation"])
+    assert "random" not in reg.names("condenser") and "condense" not in reg.names("task")
     assert "mnist" in reg.names("dataset")
 
 

@@ -1,4 +1,5 @@
-"""Condensation methods beyond the basic ones (issue 5): coreset selection (herding, k-center,
+"""Condensation: the ``condense`` task and its methods: real-image baselines (whole set, random,
+average), coreset selection (herding, k-center,
 forgetting), gradient matching (DC, DSA), distribution matching (DM) and attention matching
 (DataDAM).  Registration only: the implementations load lazily, so listing imports no torch.
 
@@ -6,11 +7,12 @@ Options common to the synthesising methods: ``iterations`` (the papers' by defau
 CPU budgets), ``init`` ("real" | "noise"), ``lr_img``, ``momentum_img``, ``augment``
 ("dsa" | "none"), ``checkpoint_every`` (iterations between saved states; 0 = never).
 """
-from kddbench import CondenserSpec, hookimpl
+from kddbench import CondenserSpec, TaskSpec, hookimpl
 
-_C = "kddbench_plugins.coreset:"
-_G = "kddbench_plugins.gradient_matching:"
-_D = "kddbench_plugins.distribution_matching:"
+_I = "kddbench_plugins.condensation.real_images:"
+_C = "kddbench_plugins.condensation.coreset:"
+_G = "kddbench_plugins.condensation.gradient_matching:"
+_D = "kddbench_plugins.condensation.distribution_matching:"
 
 _EMBED = {"train_epochs": 0, "lr": 0.01, "candidates_per_class": 0, "normalize": False}
 _GM = {"iterations": 1000, "outer_loop": 0, "inner_loop": 0, "batch_real": 256,
@@ -20,6 +22,12 @@ _GM = {"iterations": 1000, "outer_loop": 0, "inner_loop": 0, "batch_real": 256,
 
 @hookimpl
 def kddbench_condensers():
+    yield CondenserSpec("full", _I + "full", "the whole real training set (upper bound)",
+                        uses_ipc=False, cacheable=False)
+    yield CondenserSpec("random", _I + "random", "IPC real images per class drawn at random")
+    yield CondenserSpec("average", _I + "average",
+                        "seed 000's average real images: each class split at random into IPC "
+                        "groups, each group averaged into one image")
     yield CondenserSpec(
         "herding", _C + "herding",
         "per class, greedy mean matching (herding) of real images in the embedding space of "
@@ -64,3 +72,15 @@ def kddbench_condensers():
                               "norm": "auto", "lr_img": 0.0, "momentum_img": 0.5,
                               "lambda_mmd": 0.01, "loss_scale": 100.0, "init": "real",
                               "augment": "dsa", "checkpoint_every": 100})
+
+
+@hookimpl
+def kddbench_tasks():
+    yield TaskSpec(
+        "condense", "kddbench_plugins.condensation.task:run",
+        "condense a training set (method at ipc, on distill_arch), then train eval_arch on it "
+        "with the shared protocol and test on the real test set",
+        axes=("dataset", "method", "ipc", "distill_arch", "eval_arch"),
+        required=("dataset", "method", "eval_arch"),
+        plugin_axes={"dataset": "dataset", "method": "condenser", "distill_arch": "architecture",
+                     "eval_arch": "architecture"})

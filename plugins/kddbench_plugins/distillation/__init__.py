@@ -1,6 +1,6 @@
 """Knowledge-distillation registrations: the KD methods and the ``kd`` task.
 
-Implementations: :mod:`kddbench_plugins.kd_losses` (methods) and :mod:`kddbench_plugins.kd_task`
+Implementations: :mod:`kddbench_plugins.distillation.losses` (methods) and :mod:`kddbench_plugins.distillation.task`
 (task).  Nothing heavy is imported here.
 
 Names follow the literature.  The seed paper 004 calls response-based KD "RKD" and
@@ -10,7 +10,7 @@ RKD is relational KD (Park et al. 2019), registered here as ``relational``.
 """
 from kddbench import KDMethodSpec, TaskSpec, hookimpl
 
-_L = "kddbench_plugins.kd_losses:"
+_L = "kddbench_plugins.distillation.losses:"
 
 
 @hookimpl
@@ -49,7 +49,7 @@ def kddbench_kd_methods():
 @hookimpl
 def kddbench_tasks():
     yield TaskSpec(
-        "kd", "kddbench_plugins.kd_task:run",
+        "kd", "kddbench_plugins.distillation.task:run",
         "train a teacher once (a cached artifact), then a student with a KD method on the full "
         "training set or a condensed one; kd_method 'teacher' reports the teacher itself, "
         "'none' the student trained without a teacher",

@@ -81,7 +81,7 @@ def training_set(cell, ctx, data):
     set of ``method`` at ``ipc`` (distilled on ``distill_arch``, default the student)."""
     if not cell.get("method"):
         return data.x_train, data.y_train, None, {}
-    from .condense_task import condensed_set
+    from kddbench_plugins.condensation.task import condensed_set
 
     as_condense = dataclasses.replace(cell, axes={**cell.axes, "eval_arch": cell["student"]},
                                       _ids={})

@@ -3,7 +3,7 @@
 One condensed set is an artifact keyed by (data fingerprint, method, its options and version,
 ipc, distillation architecture, seed): evaluating it on five architectures condenses once.
 The method's curve (``request.log``) and its ``info`` are stored with the set; a synthesised
-set is drawn to ``<report dir>/pictures/`` (:mod:`kddbench_plugins.condense_pictures`).
+set is drawn to ``<report dir>/pictures/`` (:mod:`kddbench_plugins.condensation.pictures`).
 """
 from __future__ import annotations
 
@@ -68,7 +68,7 @@ def write_pictures(cell, ctx, data, syn: SyntheticSet) -> None:
     ``<report dir>/pictures/`` (only for methods that synthesise and log a curve)."""
     if ctx.output_dir is None or syn.init_images is None or not syn.curve:
         return
-    from .condense_pictures import write_pictures as draw
+    from .pictures import write_pictures as draw
 
     spec = ctx.registry.get("condenser", cell["method"])
     draw(ctx.output_dir, cell, method_options(cell, spec), dict(spec.options), data, syn)

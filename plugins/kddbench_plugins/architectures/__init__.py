@@ -1,7 +1,7 @@
-"""Architecture registrations (implementations in :mod:`kddbench_plugins.networks`)."""
+"""Architecture registrations (implementations in :mod:`kddbench_plugins.architectures.networks`)."""
 from kddbench import ArchitectureSpec, hookimpl
 
-_N = "kddbench_plugins.networks:"
+_N = "kddbench_plugins.architectures.networks:"
 CONVNET_OPTIONS = {"depth": 3, "width": 128, "act": "relu", "norm": "instancenorm",
                    "pool": "avgpool"}
 

@@ -27,7 +27,7 @@ from kddbench import augment as augment_mod
 from kddbench.condense import CondenseRequest, SyntheticSet
 from kddbench.errors import KddbenchError
 
-from .synth import (ClassSampler, ImageOptimizer, auto_chunk, backward_through, class_means,
+from .synthesis import (ClassSampler, ImageOptimizer, auto_chunk, backward_through, class_means,
                     draw_seed, embed, features, has_batchnorm, map_chunks,
                     swap_instancenorm_for_batchnorm)
 

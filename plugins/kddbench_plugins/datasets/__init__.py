@@ -1,7 +1,7 @@
-"""Data set registrations (implementations in :mod:`kddbench_plugins.dataset_loaders`)."""
+"""Data set registrations (implementations in :mod:`kddbench_plugins.datasets.loaders`)."""
 from kddbench import DatasetSpec, hookimpl
 
-_L = "kddbench_plugins.dataset_loaders:"
+_L = "kddbench_plugins.datasets.loaders:"
 
 
 @hookimpl

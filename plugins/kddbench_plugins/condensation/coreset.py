@@ -23,7 +23,7 @@ from kddbench.condense import CondenseRequest, SyntheticSet
 from kddbench.errors import KddbenchError
 from kddbench.protocol import Recipe, train
 
-from .synth import auto_chunk, draw_seed, embed, has_batchnorm
+from .synthesis import auto_chunk, draw_seed, embed, has_batchnorm
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Knowledge-distillation losses (registered in :mod:`kddbench_plugins.kd`).
+"""Knowledge-distillation losses (registered in :mod:`kddbench_plugins.distillation`).
 
 Every class is a :class:`kddbench.kd.KDLoss` built as ``Class(teacher, student, **options)``;
 defaults are those of REFERENCE.md section 6.1.  Each returns the student's whole loss on a

@@ -17,7 +17,7 @@ from torch import nn
 from kddbench import augment as augment_mod
 from kddbench.condense import CondenseRequest, SyntheticSet
 
-from .synth import (ClassSampler, ImageOptimizer, auto_chunk, backward_mean_loss, draw_seed,
+from .synthesis import (ClassSampler, ImageOptimizer, auto_chunk, backward_mean_loss, draw_seed,
                     has_batchnorm, mean_loss_grads)
 
 # (outer_loop, inner_loop) by images per class, from the reference code
