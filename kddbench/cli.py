@@ -1,31 +1,29 @@
 """The ``kddbench`` command: parses arguments and calls :mod:`kddbench.api`, nothing else."""
 from __future__ import annotations
 
-import enum
 import json
 import sys
 from pathlib import Path
 
 import click
 
-from .errors import KddbenchError
-
-
-class ExitCode(enum.IntEnum):
-    OK = 0
-    REGRESSION = 1  # compare found a regression; run had failed cells
-    USAGE = 2       # bad input: suite errors, unknown names, missing data
+from .errors import ExitCode, KddbenchError
 
 
 def _examples(*lines: str) -> str:
     return "\n\n\b\nExamples:\n" + "\n".join(f"  {line}" for line in lines)
 
 
+def _exit_codes() -> str:
+    return "\n\n\b\nExit codes:\n" + ExitCode.describe()
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
              help="Benchmark knowledge distillation and dataset condensation, reproducibly."
              + _examples("kddbench list", "kddbench run suites/quickstart.toml",
                          "kddbench --plugin my_plugin.py run my_suite.toml",
-                         "kddbench compare reports/ci/baseline.csv reports/ci/results.csv"))
+                         "kddbench compare reports/ci/baseline.csv reports/ci/results.csv")
+             + _exit_codes())
 @click.option("--plugin", "plugins", multiple=True, metavar="MODULE_OR_FILE",
               help="Load a plugin that is not installed (a module name or a .py file). Repeatable.")
 @click.option("--disable-plugin", "disabled", multiple=True, metavar="NAME",
@@ -151,7 +149,7 @@ def validate(suites, overrides):
             continue
         click.echo(f"{path}: ok ({len(suite.cells)} cells, {len(suite.tables)} tables)")
     if bad:
-        sys.exit(ExitCode.USAGE)
+        sys.exit(ExitCode.INVALID_INPUT)
 
 
 @cli.command(help="Run a suite: every cell not yet finished, then rebuild its reports."
@@ -204,7 +202,7 @@ def run(suite, out, device, data_root, download, cache_dir, no_cache, jobs, exec
     if not bad.empty:
         click.echo(f"{len(bad)} cell(s) failed; their tracebacks are in {where / 'records'}. "
                    "Fix the cause and run again: finished cells are not recomputed.", err=True)
-        sys.exit(ExitCode.REGRESSION)
+        sys.exit(ExitCode.FAILED_CELLS)
 
 
 @cli.command(help="Rebuild results.csv and the leaderboards from stored records (no compute)."
@@ -277,13 +275,13 @@ def main(argv=None) -> None:
         cli.main(args=argv, prog_name="kddbench", standalone_mode=False)
     except KddbenchError as exc:
         click.echo(f"error: {exc}", err=True)
-        sys.exit(ExitCode.USAGE)
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
-        sys.exit(130)
+        sys.exit(int(getattr(exc, "exit_code", ExitCode.INVALID_INPUT)))
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        click.echo("interrupted: finished cells are kept; run again to go on", err=True)
+        sys.exit(ExitCode.INTERRUPTED)
     except click.ClickException as exc:
         exc.show()
-        sys.exit(ExitCode.USAGE)
+        sys.exit(ExitCode.INVALID_INPUT)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
 

@@ -1,14 +1,47 @@
-"""Errors a user can act on. The CLI prints them on one line (no traceback) and exits 2."""
+"""Errors a user can act on, and the exit codes of the ``kddbench`` command.
+
+The CLI prints a :class:`KddbenchError` on one line (no traceback) and exits with its
+``exit_code`` (:attr:`ExitCode.INVALID_INPUT` unless the error says otherwise).
+"""
 from __future__ import annotations
 
 import difflib
+import enum
 from typing import Iterable
+
+
+class ExitCode(enum.IntEnum):
+    """What the exit status of every ``kddbench`` command means (also in ``kddbench --help``)."""
+
+    OK = 0
+    REGRESSION = 1
+    INVALID_INPUT = 2
+    FAILED_CELLS = 3
+    NOTHING_COMPARED = 4
+    NOT_COMPARABLE = 5
+    INTERRUPTED = 130
+
+    @classmethod
+    def describe(cls) -> str:
+        """One line per code, for help texts: ``0 OK: ...``."""
+        return "\n".join(f"{int(code):>3}  {code.name}: {_MEANING[code]}" for code in cls)
+
+
+_MEANING = {
+    ExitCode.OK: "done (and the gate passed)",
+    ExitCode.REGRESSION: "compare found a regression",
+    ExitCode.INVALID_INPUT: "bad input: suite, CSV, name, option, missing data",
+    ExitCode.FAILED_CELLS: "the run finished but some cells failed",
+    ExitCode.NOTHING_COMPARED: "compare found nothing to compare, or a baseline row is missing",
+    ExitCode.NOT_COMPARABLE: "plugin or protocol versions differ",
+    ExitCode.INTERRUPTED: "interrupted (Ctrl-C); finished cells are kept",
+}
 
 
 class KddbenchError(Exception):
     """Something the user can fix: bad input, missing data, unknown names."""
 
-    exit_code = 2
+    exit_code: ExitCode = ExitCode.INVALID_INPUT
 
 
 class UnknownNameError(KddbenchError, KeyError):

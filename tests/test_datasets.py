@@ -84,7 +84,7 @@ eval_arch = "mlp"
 recipe = { epochs = 1 }
 """)
     code, out, err = cli("run", suite, "--out", tmp_path / "o", "--jobs", "1", "--no-progress")
-    assert code == 1 and "1 cell(s) failed" in err
+    assert code == 3 and "1 cell(s) failed" in err  # ExitCode.FAILED_CELLS
     from kddbench import load_results
 
     df = load_results(tmp_path / "o")

@@ -6,6 +6,7 @@ import pytest
 from conftest import ROOT
 from kddbench import hookspecs, suite
 from kddbench.cli import cli as click_group
+from kddbench.errors import ExitCode
 
 CONTRIBUTING = (ROOT / "CONTRIBUTING.md").read_text()
 README = (ROOT / "README.md").read_text()
@@ -43,3 +44,9 @@ def test_readme_test_command_is_what_ci_runs():
     ci = (ROOT / ".ci" / "run").read_text()
     lines = [ln.strip() for ln in README.splitlines() if "pytest" in ln and not ln.startswith("#")]
     assert lines and any(ln in ci for ln in lines)
+
+
+@pytest.mark.parametrize("code", list(ExitCode), ids=lambda c: c.name)
+def test_every_exit_code_is_documented_and_in_the_help(code):
+    assert f"`{int(code)}` `{code.name}`" in CONTRIBUTING
+    assert code.name in click_group.help

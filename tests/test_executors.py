@@ -48,10 +48,10 @@ def test_cluster_executors_match_in_process_numbers_and_carry_plugins(tmp_path, 
         'method = ["full", "random", "average"]', 'method = ["explode", "random"]'))
     code, _, err = cli("--plugin", plugin, "run", suite, "--out", tmp_path / "a",
                        "--jobs", "1", "--no-progress")
-    assert code == 1, err  # the crashing cell
+    assert code == 3, err  # the crashing cell: ExitCode.FAILED_CELLS
     code, _, err = cli("--plugin", plugin, "run", suite, "--out", tmp_path / "b", "--executor",
                        executor, "--no-progress")
-    assert code == 1 and "1 cell(s) failed" in err, err
+    assert code == 3 and "1 cell(s) failed" in err, err
     a, b = _records(tmp_path / "a"), _records(tmp_path / "b")
     assert a.keys() == b.keys() and len(b) == 2
     for key, rec in b.items():

@@ -119,3 +119,36 @@ def test_specs_are_lazy_strings_for_builtins(registry):
 def test_dataset_spec_defaults():
     spec = DatasetSpec("x", "a:b")
     assert spec.version == "1" and spec.family == "dataset" and not spec.offline
+
+
+def test_ctrl_c_exits_interrupted_with_one_line(cli, monkeypatch, tmp_path):
+    from kddbench import api
+    from kddbench.errors import ExitCode
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(api, "report", interrupted)
+    suite = tmp_path / "s.toml"
+    suite.write_text("")
+    code, _, err = cli("report", suite)
+    assert code == ExitCode.INTERRUPTED == 130
+    assert [line for line in err.splitlines() if line.strip()] == [
+        "interrupted: finished cells are kept; run again to go on"]
+
+
+def test_a_kddbench_error_exits_with_its_own_code(cli, monkeypatch, tmp_path):
+    from kddbench import api
+    from kddbench.errors import ExitCode, KddbenchError
+
+    class Incomparable(KddbenchError):
+        exit_code = ExitCode.NOT_COMPARABLE
+
+    def fail(*args, **kwargs):
+        raise Incomparable("versions differ")
+
+    monkeypatch.setattr(api, "report", fail)
+    suite = tmp_path / "s.toml"
+    suite.write_text("")
+    code, _, err = cli("report", suite)
+    assert code == 5 and err.strip() == "error: versions differ"

@@ -91,7 +91,7 @@ def test_a_crashing_cell_is_recorded_and_the_others_finish(tmp_path, cli):
     out = tmp_path / "out"
     code, stdout, err = cli("--plugin", plugin, "run", suite, "--out", out, "--jobs", "1",
                             "--no-progress")
-    assert code == 1 and "4 cell(s) failed" in err
+    assert code == 3 and "4 cell(s) failed" in err  # ExitCode.FAILED_CELLS
     recs = _records(out).values()
     bad = [r for r in recs if r["status"] == "error"]
     assert len(bad) == 4 and all("boom" in r["error"] and "Traceback" in r["traceback"]
