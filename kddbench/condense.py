@@ -45,6 +45,8 @@ class SyntheticSet:
     (N, C) soft labels.  lr: an optional learned learning rate for evaluation training.
     init_images: the images at initialisation (for pictures), if the method synthesises.
     curve: a list of {"step": ..., "loss": ...} dicts.
+    extras: named tensors a method stores with the set (e.g. learned per-step learning rates
+    or the initial weights its own evaluation needs); they survive the artifact round trip.
     """
 
     images: torch.Tensor
@@ -53,6 +55,7 @@ class SyntheticSet:
     init_images: torch.Tensor | None = None
     curve: list[dict[str, float]] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)
+    extras: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def to_tensors(self) -> dict[str, Any]:
         out: dict[str, Any] = {"images": self.images.detach().cpu(),
@@ -66,6 +69,8 @@ class SyntheticSet:
             out["curve_keys"] = keys
             out["curve"] = torch.tensor([[float(row.get(k, float("nan"))) for k in keys]
                                          for row in self.curve])
+        if self.extras:
+            out["extras"] = {k: v.detach().cpu() for k, v in self.extras.items()}
         return out
 
     @classmethod
@@ -75,7 +80,8 @@ class SyntheticSet:
             keys = data["curve_keys"]
             curve = [dict(zip(keys, map(float, row))) for row in data["curve"].tolist()]
         lr = float(data["lr"]) if "lr" in data else None
-        return cls(data["images"], data["labels"], lr, data.get("init_images"), curve)
+        return cls(data["images"], data["labels"], lr, data.get("init_images"), curve,
+                   extras=dict(data.get("extras", {})))
 
     def hard_labels(self) -> torch.Tensor:
         return self.labels.argmax(1) if self.labels.dim() == 2 else self.labels
