@@ -35,9 +35,9 @@ import time
 import pytest
 import torch
 
-from kddbench import augment as augment_mod
 from kddbench.bench import matmul_gflops
 from kddbench.condense import CondenseRequest
+from kddbench.context import RunContext
 from kddbench.data import DataSplits
 from kddbench.plugins import get_registry
 from kddbench.protocol import Recipe, evaluate, make_generator, seeded, train
@@ -72,7 +72,9 @@ def _net(seed: int):
 def _request(data, seed=0):
     return CondenseRequest(data=data, ipc=IPC, arch="convnet3", build_net=_net,
                            generator=make_generator(seed), device=torch.device("cpu"),
-                           seed=seed)
+                           seed=seed,
+                           augment=lambda name: RunContext(registry=get_registry()).augment(
+                               name, data))
 
 
 def _condense(name, data, **options):
@@ -123,7 +125,7 @@ def test_gradient_matching_seconds_per_outer_iteration(benchmark, name, data):
 
 @pytest.mark.parametrize("aug", ["dsa", "flip_rotate"])
 def test_augmentation_cost_per_batch(benchmark, data, aug):
-    fn = augment_mod.build(aug, data)
+    fn = RunContext(registry=get_registry()).augment(aug, data)
     x, g = data.x_train[:256], make_generator(0)
     fn(x, g)
     benchmark.pedantic(lambda: fn(x, g), rounds=30, iterations=1)
@@ -134,7 +136,7 @@ def test_augmentation_cost_per_batch(benchmark, data, aug):
 def test_evaluation_training_throughput(benchmark, data, aug):
     x, y = data.x_train[::PER_CLASS // IPC][:IPC * CLASSES], torch.arange(CLASSES).repeat(IPC)
     recipe = Recipe(epochs=20, schedule="constant", augment=aug)
-    fn = augment_mod.build(aug, data)
+    fn = RunContext(registry=get_registry()).augment(aug, data)
 
     def run():
         return train(_net(1), x, y, recipe, make_generator(0), augment=fn)

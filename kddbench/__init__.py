@@ -14,18 +14,20 @@ __version__ = "0.1.0"
 from .hookspecs import hookimpl  # noqa: E402  (cheap: pluggy only)
 from .specs import (  # noqa: E402
     ArchitectureSpec,
+    AugmentationSpec,
     CondenserSpec,
     DatasetSpec,
     ExecutorSpec,
     KDMethodSpec,
     ReporterSpec,
+    SectionSpec,
     TaskSpec,
 )
 
 __all__ = [
     "__version__", "hookimpl", "run", "load_results", "compare", "load_suite",
-    "ArchitectureSpec", "CondenserSpec", "DatasetSpec", "ExecutorSpec", "KDMethodSpec",
-    "ReporterSpec", "TaskSpec",
+    "ArchitectureSpec", "AugmentationSpec", "CondenserSpec", "DatasetSpec", "ExecutorSpec", "KDMethodSpec",
+    "ReporterSpec", "SectionSpec", "TaskSpec",
 ]
 
 

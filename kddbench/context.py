@@ -81,6 +81,7 @@ class RunContext:
         key = f"{spec.name}:{short_hash(opts)}"
         if key not in self._data:
             splits = spec.load()(self.data_root, self.download, **opts)
+            splits.traits = frozenset(splits.traits) | frozenset(getattr(spec, "traits", ()))
             splits.fingerprint()
             self._data[key] = splits.to(self.device)
         return self._data[key]
@@ -118,10 +119,39 @@ class RunContext:
     def recipe(cell: Cell) -> Recipe:
         return Recipe.from_mapping(cell.recipe)
 
-    def augment(self, name: str, data: DataSplits):
-        """The shared batched augmentation called ``name`` for ``data`` (None for "none")."""
-        if name in ("none", "", None):
+    def augment(self, name: str | None, data: DataSplits):
+        """The batched augmentation ``name`` (inline options allowed: ``dsa[single=false]``)
+        for ``data``, or None for no augmentation."""
+        if name in ("", None):
             return None
-        from . import augment
+        spec = self.registry.get("augmentation", name)
+        if getattr(spec, "level", "batch") != "batch":
+            raise KddbenchError(f"{spec.name!r} is a data-set-level transform, not a batch "
+                                "augmentation")
+        opts = spec.resolve_options(names.parse(str(name))[1])
+        return spec.load()(data, **opts)
 
-        return augment.build(name, data)
+    def transform(self, name: str | None, data: DataSplits) -> DataSplits:
+        """``data`` with the data-set-level transform ``name`` (e.g. ``zca``) applied to both
+        splits; the fitted state is an artifact keyed by the data set's fingerprint."""
+        if name in ("", "none", None):
+            return data
+        spec = self.registry.get("augmentation", name)
+        if getattr(spec, "level", "batch") != "dataset":
+            raise KddbenchError(f"{spec.name!r} is a batch augmentation, not a data-set-level "
+                                "transform")
+        opts = spec.resolve_options(names.parse(str(name))[1])
+        transform = spec.load()(data, **opts)
+        key = {"transform": spec.name, "version": spec.version, "options": opts,
+               "data": data.fingerprint()}
+        state = self.artifacts.get_or_build("transforms", key, lambda: transform.fit(data.x_train))
+        problem = transform.check(state) if hasattr(transform, "check") else None
+        if problem:
+            self.artifacts.discard("transforms", key)
+            state = self.artifacts.get_or_build("transforms", key,
+                                                lambda: transform.fit(data.x_train))
+        out = DataSplits(data.name, transform.apply(state, data.x_train), data.y_train,
+                         transform.apply(state, data.x_test), data.y_test, data.classes,
+                         data.mean, data.std, data.notes, None, frozenset(data.traits))
+        out.fingerprint()
+        return out

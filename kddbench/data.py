@@ -26,6 +26,8 @@ class DataSplits:
     std: Sequence[float]
     notes: str = ""
     _fingerprint: str | None = field(default=None, repr=False)
+    # what augmentations must know of the data (e.g. "no_flip"), from the DatasetSpec
+    traits: frozenset = field(default_factory=frozenset)
 
     @property
     def num_classes(self) -> int:
@@ -53,7 +55,8 @@ class DataSplits:
     def to(self, device: torch.device | str) -> "DataSplits":
         moved = DataSplits(self.name, self.x_train.to(device), self.y_train.to(device),
                            self.x_test.to(device), self.y_test.to(device), self.classes,
-                           self.mean, self.std, self.notes, self._fingerprint)
+                           self.mean, self.std, self.notes, self._fingerprint,
+                           frozenset(self.traits))
         return moved
 
     def indices_by_class(self) -> list[torch.Tensor]:

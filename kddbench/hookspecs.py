@@ -23,11 +23,13 @@ import pluggy
 
 from .specs import (
     ArchitectureSpec,
+    AugmentationSpec,
     CondenserSpec,
     DatasetSpec,
     ExecutorSpec,
     KDMethodSpec,
     ReporterSpec,
+    SectionSpec,
     TaskSpec,
 )
 
@@ -99,6 +101,23 @@ def kddbench_condensers() -> Iterable[CondenserSpec]:
 
 
 @hookspec
+def kddbench_augmentations() -> Iterable[AugmentationSpec]:
+    """Register augmentations (collecting hook).
+
+    Example::
+
+        @hookimpl
+        def kddbench_augmentations():
+            yield AugmentationSpec("cutout", "my_pkg.aug:cutout", options={"size": 8})
+
+    ``cutout(data, size=8)`` returns ``fn(x, generator) -> x'`` (batched, on the device, all
+    randomness from ``generator``) or ``None``; it reads ``data.traits`` (e.g. ``"no_flip"``)
+    for what it must know of the data set.  ``level="dataset"`` registers a transform fitted once
+    on the training set (see :class:`kddbench.specs.AugmentationSpec`).
+    """
+
+
+@hookspec
 def kddbench_tasks() -> Iterable[TaskSpec]:
     """Register experiment kinds (collecting hook).
 
@@ -141,6 +160,22 @@ def kddbench_reporters() -> Iterable[ReporterSpec]:
 
     ``printer(out_dir)`` returns a callable that receives each finished record (a dict);
     ``kddbench run --reporter print`` switches it on.
+    """
+
+
+@hookspec
+def kddbench_report_sections() -> Iterable[SectionSpec]:
+    """Register report section types, each owning a top-level suite key (collecting hook).
+
+    Example::
+
+        @hookimpl
+        def kddbench_report_sections():
+            yield SectionSpec("ranking", "my_pkg.section:RankingSection", key="ranking")
+
+    A suite then holds ``[[ranking]]`` entries; ``RankingSection()`` validates each one at
+    ``kddbench validate`` time and renders it into the report (see :mod:`kddbench.sections`).
+    A task may name the sections it always contributes in ``TaskSpec.sections``.
     """
 
 

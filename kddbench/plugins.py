@@ -33,6 +33,8 @@ _HOOK_BY_FAMILY = {
     "task": "kddbench_tasks",
     "executor": "kddbench_executors",
     "reporter": "kddbench_reporters",
+    "augmentation": "kddbench_augmentations",
+    "section": "kddbench_report_sections",
 }
 FAMILY_TITLES = {
     "dataset": "datasets",
@@ -42,6 +44,8 @@ FAMILY_TITLES = {
     "task": "tasks",
     "executor": "executors",
     "reporter": "reporters",
+    "augmentation": "augmentations",
+    "section": "report sections",
 }
 
 FAMILY_SINGULAR = {
@@ -52,6 +56,8 @@ FAMILY_SINGULAR = {
     "task": "task",
     "executor": "executor",
     "reporter": "reporter",
+    "augmentation": "augmentation",
+    "section": "report section",
 }
 
 

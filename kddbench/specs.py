@@ -8,9 +8,23 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, ClassVar, Mapping
 
-FAMILIES = ("dataset", "architecture", "kd_method", "condenser", "task", "executor", "reporter")
+#: Every spec class of a plugin family, by family name, in definition order (filled by
+#: :meth:`PluginSpec.__init_subclass__`).  A new family is one spec class here (with ``family``,
+#: ``hook``, ``title`` and ``singular``) plus its hook in :mod:`kddbench.hookspecs`.
+SPEC_CLASSES: dict[str, type["PluginSpec"]] = {}
+
+
+def spec_classes() -> dict[str, type["PluginSpec"]]:
+    """``{family: spec class}`` of every plugin family, in the order ``kddbench list`` shows."""
+    return dict(SPEC_CLASSES)
+
+
+def __getattr__(name: str):  # FAMILIES stays importable, derived from the spec classes
+    if name == "FAMILIES":
+        return tuple(SPEC_CLASSES)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass(frozen=True)
@@ -27,6 +41,10 @@ class PluginSpec:
                  unknown option names and values of the wrong type before anything runs.
     aliases:     other accepted names (documented abbreviations from papers).
     prefix:      when true the spec also answers every name ``"<name>:<anything>"``.
+
+    Class attributes (the family's metadata, one place for each): ``family`` (its name in the
+    registry), ``hook`` (the registration hook that yields these specs), ``title`` (plural, as
+    ``kddbench list`` heads it) and ``singular`` (as error messages name one).
     """
 
     name: str
@@ -36,7 +54,19 @@ class PluginSpec:
     options: Mapping[str, Any] = field(default_factory=dict)
     aliases: tuple[str, ...] = ()
     prefix: bool = False
-    family = "plugin"
+    family: ClassVar[str] = "plugin"
+    hook: ClassVar[str] = ""
+    title: ClassVar[str] = "plugins"
+    singular: ClassVar[str] = "plugin"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("hook"):  # a family's own spec class (not a plugin's subclass of one)
+            known = SPEC_CLASSES.get(cls.family)
+            if known is not None and known.__qualname__ != cls.__qualname__:
+                raise TypeError(f"two spec classes for the family {cls.family!r}: "
+                                f"{known.__qualname__} and {cls.__qualname__}")
+            SPEC_CLASSES[cls.family] = cls
 
     def load(self) -> Callable[..., Any]:
         """Resolve ``factory`` (importing its module if it is a string)."""
@@ -60,7 +90,13 @@ class DatasetSpec(PluginSpec):
     """A data set. ``factory(root: Path, download: bool, **options) -> kddbench.data.DataSplits``."""
 
     family = "dataset"
+    hook = "kddbench_datasets"
+    title = "datasets"
+    singular = "dataset"
     offline: bool = False  # usable with no download (shipped in a package, or synthetic)
+    # what augmentations must know of this data set, e.g. ("no_flip",): a mirrored image is
+    # another class (digits); copied to DataSplits.traits when the data set is loaded
+    traits: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -72,6 +108,9 @@ class ArchitectureSpec(PluginSpec):
     """
 
     family = "architecture"
+    hook = "kddbench_architectures"
+    title = "architectures"
+    singular = "architecture"
 
 
 @dataclass(frozen=True)
@@ -82,6 +121,9 @@ class KDMethodSpec(PluginSpec):
     """
 
     family = "kd_method"
+    hook = "kddbench_kd_methods"
+    title = "knowledge-distillation methods"
+    singular = "KD method"
 
 
 @dataclass(frozen=True)
@@ -94,6 +136,9 @@ class CondenserSpec(PluginSpec):
     """
 
     family = "condenser"
+    hook = "kddbench_condensers"
+    title = "condensation methods"
+    singular = "condensation method"
     uses_ipc: bool = True
     cacheable: bool = True  # false where storing the output is pointless (``full``)
 
@@ -111,14 +156,26 @@ class TaskSpec(PluginSpec):
     protocol_axes: axes whose values name a suite protocol (e.g. ``teacher_protocol``); the
           loader checks the name and stores the resolved recipe in the cell's options under
           ``"protocol:<name>"``, so a change to that protocol changes the cell's identity.
+    sections: report sections (:class:`SectionSpec` names) this task always contributes: each
+          suite that runs the task gets them for its experiments unless it writes its own
+          entries for that section's key.
+    metrics: the metrics its cells report, as :class:`kddbench.metrics.MetricSpec`\ s (a name or
+          an fnmatch pattern each, the longest match wins): which way is better, unit, digits.
+          ``kddbench compare`` takes each metric's direction from here and refuses to gate a
+          metric the task does not declare.
     """
 
     family = "task"
+    hook = "kddbench_tasks"
+    title = "tasks"
+    singular = "task"
     axes: tuple[str, ...] = ()
     required: tuple[str, ...] = ()
     plugin_axes: Mapping[str, str] = field(default_factory=dict)
     reserved: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     protocol_axes: tuple[str, ...] = ()
+    sections: tuple[str, ...] = ()
+    metrics: tuple = ()
 
 
 @dataclass(frozen=True)
@@ -128,6 +185,31 @@ class ExecutorSpec(PluginSpec):
     :class:`kddbench.runner.CellJob` remotely (see ``kddbench_plugins.executors.submitit_executor``)."""
 
     family = "executor"
+    hook = "kddbench_executors"
+    title = "executors"
+    singular = "executor"
+
+
+@dataclass(frozen=True)
+class AugmentationSpec(PluginSpec):
+    """An augmentation. ``level = "batch"``: ``factory(data: DataSplits, **options) -> fn`` with
+    ``fn(x, generator) -> x'`` on a normalised (N, C, H, W) batch on the device, all randomness
+    from ``generator`` (or ``None`` for no augmentation).  An augmentation that methods apply
+    "Siamese" (the same draw to two batches) also offers ``sample_params(n, generator)`` and
+    ``apply(x, params, groups=None)``.  It reads what it must know of the data set from
+    ``data.traits`` (e.g. ``"no_flip"``), never from its name.
+
+    ``level = "dataset"``: a transform fitted once on the training set: ``factory(data,
+    **options)`` returns an object with ``fit(x_train) -> dict of tensors`` and
+    ``apply(state, x) -> x'``; ``RunContext.transform(name, data)`` fits it once (an artifact)
+    and returns the transformed splits.
+    """
+
+    family = "augmentation"
+    hook = "kddbench_augmentations"
+    title = "augmentations"
+    singular = "augmentation"
+    level: str = "batch"
 
 
 @dataclass(frozen=True)
@@ -135,3 +217,32 @@ class ReporterSpec(PluginSpec):
     """Receives every finished record. ``factory(out_dir: Path) -> callable(record: dict)``."""
 
     family = "reporter"
+    hook = "kddbench_reporters"
+    title = "reporters"
+    singular = "reporter"
+
+
+@dataclass(frozen=True)
+class SectionSpec(PluginSpec):
+    """A report section type that owns one top-level key of suite files.
+
+    key:     the suite key it owns (``"nas"`` for ``[[nas]]`` entries); defaults to ``name``.
+             It may not be a core key (``suite``, ``protocols``, ``experiments``, ``tables``,
+             ``references``).
+    factory: ``factory() -> section``, an object with ``parse(entry, path, scope)`` (validate one
+             entry: ``(parsed, [(key.path, message), ...])``), ``markdown(parsed, df, suite)``
+             (the section's Markdown from the tidy results) and optionally ``write(parsed, df,
+             out_dir, suite) -> [paths]`` (CSVs, figures) and ``implicit(experiments) ->
+             [entry, ...]`` (what a task naming this section in ``TaskSpec.sections``
+             contributes when the suite has no entry).  See :mod:`kddbench.sections`.
+    """
+
+    family = "section"
+    hook = "kddbench_report_sections"
+    title = "report sections"
+    singular = "report section"
+    key: str = ""
+
+    @property
+    def suite_key(self) -> str:
+        return self.key or self.name

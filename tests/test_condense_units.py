@@ -23,7 +23,8 @@ def toy_request(ipc=2, seed=0, fixed_net=None, arch_options=None):
                              options=opts)
 
     return CondenseRequest(data=data, ipc=ipc, arch="convnet", build_net=build,
-                           generator=make_generator(seed), device=ctx.device, seed=seed)
+                           generator=make_generator(seed), device=ctx.device, seed=seed,
+                           augment=lambda name: ctx.augment(name, data))
 
 
 # gradient matching --------------------------------------------------------------------------

