@@ -9,6 +9,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import pandas as pd
 
 from .store import ResultStore, atomic_write_text
+from .sections import label, matches, render_sections, write_section_files
 
 ID_COLUMNS = ["cell_id", "config_id", "suite", "experiment", "task", "protocol", "seed", "status"]
 
@@ -54,21 +55,8 @@ def _fmt(mean: float, std: float, n: int, digits: int) -> str:
     return f"{mean:.{digits}f} ± {std:.{digits}f} (n={n})"
 
 
-def _label(value: Any) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "—"
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
-
-
-def _matches(row: Mapping[str, Any], where: Mapping[str, Any]) -> bool:
-    for key, wanted in where.items():
-        actual = row.get(key)
-        wanted_list = wanted if isinstance(wanted, list) else [wanted]
-        if _label(actual) not in [_label(w) for w in wanted_list]:
-            return False
-    return True
+_label = label  # how a value reads in a table (one rule with the suite's checks)
+_matches = matches
 
 
 def _reference_for(row: Mapping[str, Any], references: Sequence):
@@ -148,58 +136,6 @@ def leaderboard(df: pd.DataFrame, table, references: Sequence = ()) -> pd.DataFr
     result = pd.DataFrame(list(out_rows.values()), index=index)
     result = result[sorted(result.columns, key=_sort_key)].fillna("—")
     return result.reset_index()
-
-
-def spearman(a: pd.Series, b: pd.Series) -> float:
-    """Spearman rank correlation (average ranks for ties); NaN with fewer than 3 items."""
-    if len(a) < 3:
-        return float("nan")
-    return float(a.rank().corr(b.rank()))
-
-
-def nas_table(df: pd.DataFrame, spec) -> pd.DataFrame:
-    """Rank correlation between proxy-trained and target-trained candidate architectures.
-
-    One row per proxy configuration (``spec.group`` axes of the proxy experiment): Spearman's
-    rho over all candidates and over the top-k candidates of the target ranking, the target
-    accuracy of the candidate the proxy would pick against the best one, and the training time
-    and stored images each search costs (summed over candidates, mean over seeds).
-    """
-    ok = df[df["status"] == "ok"] if "status" in df else df
-    if ok.empty or spec.metric not in ok:
-        return pd.DataFrame()
-    mean = lambda frame, col: frame.groupby(spec.by)[col].mean()  # noqa: E731  (over seeds)
-    target = ok[ok["experiment"] == spec.target]
-    proxy = ok[ok["experiment"] == spec.proxy]
-    if target.empty or proxy.empty:
-        return pd.DataFrame()
-    t_score = mean(target, spec.metric)
-    t_time = target.groupby([spec.by, "seed"])["train_time_s"].first().groupby("seed").sum()
-    group = [g for g in spec.group if g in proxy]
-    rows = []
-    for key, frame in proxy.groupby(group, dropna=False, sort=False) if group else [((), proxy)]:
-        key = key if isinstance(key, tuple) else (key,)
-        p_score = mean(frame, spec.metric)
-        common = t_score.index.intersection(p_score.index)
-        t, p = t_score[common], p_score[common]
-        row = {g: _label(v) for g, v in zip(group, key)}
-        row["candidates"] = len(common)
-        row["rho (all)"] = spearman(p, t)
-        for k in spec.top_k:
-            top = t.sort_values(ascending=False).index[:k]
-            row[f"rho top-{k}"] = spearman(p[top], t[top]) if len(common) >= k else float("nan")
-        chosen = p.idxmax() if len(p) else None
-        row["picked"] = chosen
-        row[f"picked {spec.metric} (target)"] = t.get(chosen, float("nan"))
-        row[f"best {spec.metric} (target)"] = t.max() if len(t) else float("nan")
-        per_seed = frame.groupby([spec.by, "seed"])["train_time_s"].first().groupby("seed").sum()
-        row["search time s (proxy)"] = per_seed.mean()
-        row["search time s (target)"] = t_time.mean()
-        if "n_train" in frame:
-            row["images (proxy)"] = frame["n_train"].max()
-            row["images (target)"] = target["n_train"].max()
-        rows.append(row)
-    return pd.DataFrame(rows)
 
 
 def versus_baseline(df: pd.DataFrame, table) -> pd.DataFrame:
@@ -339,16 +275,7 @@ def render_report(suite, df: pd.DataFrame, references: Sequence = (),
         if not published.empty:
             lines += ["Against the published numbers: what each difference comes from.", "",
                       to_markdown(published)]
-    for spec in getattr(suite, "nas", []):
-        lines += [f"## {spec.title or spec.name}", ""]
-        if spec.note:
-            lines += [spec.note.strip(), ""]
-        lines += [f"Candidates: the values of `{spec.by}`; proxy: experiment `{spec.proxy}`; "
-                  f"target: experiment `{spec.target}`. rho = Spearman rank correlation of "
-                  f"`{spec.metric}`, top-k = the k best candidates of the target ranking.", ""]
-        frame = nas_table(df, spec)
-        lines.append(frame.to_markdown(index=False, floatfmt=".3g", disable_numparse=False)
-                     + "\n" if not frame.empty else "_no finished results yet_\n")
+    lines += render_sections(getattr(suite, "sections", []), df, suite)
     bad = failures(df)
     if not bad.empty:
         lines += ["## Failed cells", "", to_markdown(bad)]
@@ -388,6 +315,5 @@ def write_reports(suite, out_dir: str | Path) -> pd.DataFrame:
     for table in suite.tables:
         frame = leaderboard(df, table, suite.references)
         atomic_write_text(out / f"leaderboard_{table.name}.csv", frame.to_csv(index=False))
-    for spec in suite.nas:
-        atomic_write_text(out / f"nas_{spec.name}.csv", nas_table(df, spec).to_csv(index=False))
+    write_section_files(getattr(suite, "sections", []), df, out, suite)
     return df

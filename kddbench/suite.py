@@ -22,8 +22,9 @@ from .cells import Cell
 from .errors import KddbenchError, suggest
 from .plugins import Registry, get_registry
 from .protocol import PROTOCOL_VERSION, RECIPE_KEYS, Recipe
+from .sections import parse_sections, section_keys
 
-SUITE_KEYS = ("suite", "protocols", "experiments", "tables", "references", "nas")
+SUITE_KEYS = ("suite", "protocols", "experiments", "tables", "references")  # + section keys
 SUITE_META_KEYS = ("name", "description", "budget")
 EXPERIMENT_KEYS = ("name", "task", "description", "protocol", "recipe", "seeds", "options",
                    "overrides")
@@ -31,7 +32,6 @@ OVERRIDE_KEYS = ("match", "protocol", "recipe", "options", "skip")
 TABLE_KEYS = ("name", "title", "experiments", "where", "rows", "columns", "metric", "digits",
               "reference", "note", "baseline")
 REFERENCE_KEYS = ("match", "metric", "value", "std", "source", "note")
-NAS_KEYS = ("name", "title", "note", "proxy", "target", "by", "metric", "top_k", "group")
 DEFAULT_PROTOCOL = "default"
 PROTOCOL_OPTION_PREFIX = "protocol:"  # cell.options key of a recipe named by a protocol axis
 
@@ -60,23 +60,6 @@ class TableSpec:
 
 
 @dataclass
-class NASSpec:
-    """Architecture search on a proxy set: rank the candidates (values of axis ``by``) by their
-    accuracy after training on each proxy configuration of experiment ``proxy`` and compare with
-    their ranking after training on the data of experiment ``target``."""
-
-    name: str
-    proxy: str
-    target: str
-    by: str = "eval_arch"
-    metric: str = "accuracy"
-    top_k: list[int] = field(default_factory=lambda: [5, 10, 20])
-    group: list[str] = field(default_factory=lambda: ["dataset", "method", "ipc"])
-    title: str = ""
-    note: str = ""
-
-
-@dataclass
 class Reference:
     match: dict[str, Any]
     metric: str
@@ -95,7 +78,7 @@ class Suite:
     cells: list[Cell]
     tables: list[TableSpec]
     references: list[Reference]
-    nas: list[NASSpec]
+    sections: list  # kddbench.sections.ParsedSection, in suite order
     protocols: dict[str, dict[str, Any]]
     raw: dict[str, Any]
 
@@ -178,7 +161,7 @@ def load_suite(path: str | Path, overrides: Iterable[str] = (),
 def build_suite(raw: dict[str, Any], source: str, registry: Registry,
                 path: Path | None = None) -> Suite:
     problems = _Problems(source)
-    problems.unknown_keys("", raw, SUITE_KEYS)
+    problems.unknown_keys("", raw, SUITE_KEYS + tuple(section_keys(registry)))
     meta = raw.get("suite", {})
     problems.unknown_keys("suite", meta, SUITE_META_KEYS)
     name = str(meta.get("name") or (path.stem if path else "suite"))
@@ -200,10 +183,12 @@ def build_suite(raw: dict[str, Any], source: str, registry: Registry,
         seen.setdefault(cell.cell_id, cell)
     tables = _parse_tables(raw.get("tables", []), names_seen, problems)
     references = _parse_references(raw.get("references", []), problems)
-    nas = _parse_nas(raw.get("nas", []), names_seen, problems)
+    sections, found = parse_sections(raw, registry, names_seen, list(seen.values()))
+    for where, message in found:
+        problems.add(where, message)
     problems.raise_if_any()
     return Suite(name, path, str(meta.get("description", "")), str(meta.get("budget", "")),
-                 list(seen.values()), tables, references, nas, protocols, raw)
+                 list(seen.values()), tables, references, sections, protocols, raw)
 
 
 def _resolve_protocols(table: Mapping[str, Any], problems: _Problems) -> dict[str, dict]:
@@ -464,25 +449,6 @@ def _parse_tables(items: list, experiments: set[str], problems: _Problems) -> li
             digits=int(t.get("digits", 2)), reference=bool(t.get("reference", True)),
             note=str(t.get("note", "")), baseline=dict(t.get("baseline", {}))))
     return tables
-
-
-def _parse_nas(items: list, experiments: set[str], problems: _Problems) -> list[NASSpec]:
-    out = []
-    for i, t in enumerate(items):
-        path = f"nas[{i}]"
-        _check_entry(problems, path, t, NAS_KEYS, ("name", "proxy", "target"))
-        for key in ("proxy", "target"):
-            if key in t and t[key] not in experiments:
-                _unknown(problems, f"{path}.{key}", "experiment", t[key], experiments)
-        if problems.items:
-            continue
-        defaults = NASSpec("", "", "")
-        out.append(NASSpec(str(t["name"]), str(t["proxy"]), str(t["target"]),
-                           str(t.get("by", defaults.by)), str(t.get("metric", defaults.metric)),
-                           [int(k) for k in _as_list(t.get("top_k", defaults.top_k))],
-                           _as_list(t.get("group", defaults.group)), str(t.get("title", "")),
-                           str(t.get("note", ""))))
-    return out
 
 
 def _parse_references(items: list, problems: _Problems) -> list[Reference]:

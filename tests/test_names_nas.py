@@ -5,8 +5,9 @@ import pytest
 from conftest import write_suite
 from kddbench import names
 from kddbench.errors import KddbenchError
-from kddbench.report import nas_table, spearman
-from kddbench.suite import NASSpec, SuiteError, load_suite
+from kddbench.suite import SuiteError, load_suite
+from kddbench_plugins.nas.ranking import nas_table, spearman
+from kddbench_plugins.nas.section import NASEntry
 
 
 def test_expand_and_canonical_order():
@@ -90,8 +91,8 @@ def test_spearman_and_nas_table_on_known_rankings():
             rows.append({"experiment": exp, "status": "ok", "eval_arch": arch, "seed": 0,
                          "accuracy": acc, "train_time_s": 10 if exp == "target" else 1,
                          "method": "random" if exp == "proxy" else "full", "ipc": 1})
-    frame = nas_table(pd.DataFrame(rows), NASSpec("n", "proxy", "target", top_k=[3],
-                                                  group=["method"]))
+    frame = nas_table(pd.DataFrame(rows), NASEntry("n", "proxy", "target", top_k=[3],
+                                                   group=["method"]))
     row = frame.iloc[0]
     assert row["rho (all)"] == pytest.approx(0.8)
     assert row["picked"] == "b" and row["picked accuracy (target)"] == 80

@@ -1,0 +1,332 @@
+"""Report sections: plugin-contributed parts of a suite file and of its report.
+
+A section type is a :class:`kddbench.specs.SectionSpec` registered through the
+``kddbench_report_sections`` hook.  It owns one top-level key of suite files, an array of
+tables (``[[ranking]]`` for ``key = "ranking"``), and its factory returns an object with::
+
+    parse(entry, path, scope) -> (parsed, problems)
+        validate one entry (a mapping) at ``kddbench validate`` time; ``problems`` is a list
+        of ``(key.path, message)``; ``parsed`` is whatever ``markdown``/``write`` take back
+        (ignored when there are problems).  ``scope`` (:class:`SectionScope`) knows the suite's
+        experiments, their axes and their expanded cells, and checks names against them.
+    markdown(parsed, df, suite) -> str
+        the section's Markdown, heading included, from the tidy results table
+        (:func:`kddbench.report.tidy`; finished and failed rows alike).
+    write(parsed, df, out_dir, suite) -> list[Path]        (optional)
+        extra files beside the report: CSVs, figures.
+    implicit(experiments) -> list[entry]                   (optional)
+        the entries a task contributes when it names the section in ``TaskSpec.sections`` and
+        the suite writes no entry of that key; ``experiments`` are the names of the suite's
+        experiments of that task.
+
+This module imports neither torch nor pandas: validation stays cheap.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping, Sequence
+
+from .errors import suggest, unknown_message
+
+CORE_KEYS = ("suite", "protocols", "experiments", "tables", "references")
+# Columns every tidy results row has besides the axes: a table may show them too.
+ID_AXES = ("experiment", "task", "protocol", "seed")
+_PLAIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+Problem = tuple[str, str]
+
+
+def label(value: Any) -> str:
+    """How a value reads in a report: ``None`` as ``—``, ``10.0`` as ``10``, lists joined
+    by ``+`` (as the tidy table stores them)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    if isinstance(value, (list, tuple)):
+        return "+".join(map(str, value))
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def matches(row: Mapping[str, Any], where: Mapping[str, Any]) -> bool:
+    """``row`` has, for every key of ``where``, the value (or one of the values) it lists."""
+    for key, wanted in where.items():
+        wanted_list = wanted if isinstance(wanted, list) else [wanted]
+        if label(row.get(key)) not in [label(w) for w in wanted_list]:
+            return False
+    return True
+
+
+def key_problems(path: str, entry: Mapping[str, Any], allowed: Iterable[str],
+                 required: Iterable[str] = ()) -> list[Problem]:
+    """Unknown keys (with did-you-mean) and missing required keys of one entry."""
+    allowed = list(allowed)
+    out: list[Problem] = []
+    for key in entry:
+        if key not in allowed:
+            hint = suggest(str(key), allowed)
+            out.append((f"{path}.{key}", "unknown key" + (f"; did you mean {hint!r}?" if hint
+                                                          else "")
+                        + f" (allowed: {', '.join(allowed)})"))
+    for key in required:
+        if key not in entry:
+            out.append((f"{path}.{key}", "missing"))
+    return out
+
+
+def plain_name(value: Any) -> bool:
+    """A name usable in a file name: letters, digits, ``_.-``, no separators, no ``..``."""
+    return isinstance(value, str) and bool(_PLAIN_NAME.match(value)) and ".." not in value
+
+
+@dataclass
+class ExperimentScope:
+    task: str
+    axes: tuple[str, ...]
+    cells: list = field(default_factory=list)
+
+
+@dataclass
+class SectionScope:
+    """What a section entry may refer to: the suite's experiments, their axes, their cells."""
+
+    experiments: dict[str, ExperimentScope]
+    registry: Any = None
+
+    def experiment(self, name: Any, path: str) -> list[Problem]:
+        if isinstance(name, str) and name in self.experiments:
+            return []
+        return [(path, unknown_message("experiment", str(name), self.experiments))]
+
+    def axes_of(self, experiments: Iterable[str] | None = None) -> list[str]:
+        """The axes of these experiments (all of the suite's when ``None``), then the columns
+        every row has (experiment, task, protocol, seed)."""
+        names = list(self.experiments) if not experiments else list(experiments)
+        axes: list[str] = []
+        for name in names:
+            for axis in getattr(self.experiments.get(name), "axes", ()):
+                if axis not in axes:
+                    axes.append(axis)
+        return axes + [a for a in ID_AXES if a not in axes]
+
+    def axis(self, name: Any, path: str, experiments: Iterable[str] | None = None) -> list[Problem]:
+        """A problem unless ``name`` is an axis of every one of ``experiments``."""
+        names = list(self.experiments) if not experiments else list(experiments)
+        if not names:
+            return []
+        known = [n for n in names if n in self.experiments]
+        if not known:
+            return []
+        lacking = [n for n in known if name not in self.axes_of([n])]
+        if not isinstance(name, str) or len(lacking) == len(known):
+            return [(path, unknown_message("axis", str(name), self.axes_of(known))
+                     .replace("(available:", f"(axes of {', '.join(known)}:"))]
+        if lacking:
+            return [(path, f"axis {name!r} is not an axis of experiment(s) "
+                     f"{', '.join(lacking)}")]
+        return []
+
+    def cells(self, experiments: Iterable[str] | None = None) -> list:
+        names = list(self.experiments) if not experiments else list(experiments)
+        return [c for n in names for c in getattr(self.experiments.get(n), "cells", [])]
+
+    def pooling(self, path: str, shown: Sequence[str], experiments: Iterable[str] | None = None,
+                where: Mapping[str, Any] | None = None, pooled: Sequence[str] = ("seed",),
+                what: str = "one table entry") -> list[Problem]:
+        """Problems for cells that would be averaged into one entry although they differ in
+        something the entry does not show.  Entries are keyed by the labels of the ``shown``
+        axes; seeds (``pooled``) are averaged on purpose.  Any other axis whose values differ
+        within one entry is named, with its values; cells that agree on every axis but differ
+        in their recipe or options (e.g. two experiments with different protocols) are named
+        by experiment and protocol."""
+        groups: dict[tuple, list] = {}
+        for cell in self.cells(experiments):
+            row = _cell_row(cell)
+            if where and not matches(row, where):
+                continue
+            groups.setdefault(tuple(label(row.get(a)) for a in shown), []).append(cell)
+        ignore = set(shown) | set(pooled)
+        hidden: dict[str, set[str]] = {}
+        configs: dict[tuple, set] = {}
+        for key, members in groups.items():
+            rows = [_cell_row(c) for c in members]
+            axes = {a for r in rows for a in r} - ignore - {"task"}
+            differing = False
+            for axis in sorted(axes):
+                values = {label(r.get(axis)) for r in rows}
+                if len(values) > 1:
+                    hidden.setdefault(axis, set()).update(values)
+                    differing = True
+            if not differing and len({c.config_id for c in members}) > 1:
+                configs[key] = {(c.experiment, c.protocol) for c in members}
+        out: list[Problem] = []
+        for axis, values in hidden.items():
+            out.append((path, f"{what} would average cells that differ in {axis!r} "
+                        f"({', '.join(sorted(values))}); show {axis!r} in the rows or "
+                        f"columns, or keep one value with `where`"))
+        for key, which in list(configs.items())[:1]:
+            exps = sorted({e for e, _ in which})
+            protos = sorted({p for _, p in which})
+            detail = (f"experiments {', '.join(exps)}" if len(exps) > 1 else
+                      f"protocols {', '.join(protos)}" if len(protos) > 1 else
+                      f"experiment {exps[0]}")
+            out.append((path, f"{what} ({', '.join(f'{a}={v}' for a, v in zip(shown, key))}) "
+                        f"would average cells with different recipes or options ({detail}); "
+                        "show 'experiment' or 'protocol' in the rows or columns, or narrow "
+                        "`experiments`/`where`"))
+        return out
+
+
+def _cell_row(cell) -> dict[str, Any]:
+    row = dict(cell.axes)
+    row.update({"experiment": cell.experiment, "task": cell.task, "protocol": cell.protocol,
+                "seed": cell.seed})
+    return row
+
+
+@dataclass
+class ParsedSection:
+    """One validated entry of a section key, ready to render."""
+
+    key: str
+    index: int
+    spec: Any
+    section: Any
+    entry: Any
+    implicit: bool = False
+
+    @property
+    def path(self) -> str:
+        return f"{self.key}[{self.index}]"
+
+
+def section_specs(registry) -> dict[str, Any]:
+    """Registered section types by the suite key they own."""
+    specs = getattr(registry, "specs", {}).get("section", {})
+    return {spec.suite_key: spec for spec in specs.values()}
+
+
+def section_keys(registry) -> list[str]:
+    """The top-level suite keys that section plugins own (core keys excluded)."""
+    return [k for k in section_specs(registry) if k not in CORE_KEYS]
+
+
+def experiment_scope(raw_suite: Mapping[str, Any], registry,
+                     experiment_names: Iterable[str] = (), cells: Iterable = ()) -> SectionScope:
+    """The scope entries are checked against: each named experiment with its task's axes
+    (read from ``raw_suite`` and the registry) and its expanded ``cells``."""
+    names = list(experiment_names)
+    by_name: dict[str, ExperimentScope] = {}
+    raw_exps = raw_suite.get("experiments", [])
+    for i, exp in enumerate(raw_exps if isinstance(raw_exps, list) else []):
+        if not isinstance(exp, Mapping):
+            continue
+        name = str(exp.get("name", f"experiment{i}"))
+        if names and name not in names:
+            continue
+        task_name = exp.get("task")
+        axes: tuple[str, ...] = ()
+        try:
+            axes = tuple(registry.get("task", task_name).axes)
+        except Exception:  # an unknown task is the suite's problem, reported there
+            pass
+        by_name.setdefault(name, ExperimentScope(str(task_name), axes))
+    for name in names:
+        by_name.setdefault(name, ExperimentScope("", ()))
+    for cell in cells:
+        if cell.experiment in by_name:
+            by_name[cell.experiment].cells.append(cell)
+    return SectionScope(by_name, registry)
+
+
+def parse_sections(raw_suite: Mapping[str, Any], registry, experiment_names: Iterable[str],
+                   cells: Iterable = ()) -> tuple[list[ParsedSection], list[Problem]]:
+    """Validate every section entry of a suite: the ``[[key]]`` entries of each registered
+    section type, and the sections the suite's tasks always contribute.
+
+    Returns the parsed sections in suite order and the problems as ``(key.path, message)``.
+    ``cells`` (the suite's expanded cells) let sections refuse entries that would average
+    cells differing in an axis they do not show."""
+    specs = section_specs(registry)
+    scope = experiment_scope(raw_suite, registry, experiment_names, cells)
+    parsed: list[ParsedSection] = []
+    problems: list[Problem] = []
+    for key, spec in specs.items():
+        if key in CORE_KEYS:
+            problems.append((key, f"section plugin {spec.name!r} claims the core suite key "
+                             f"{key!r}; it is ignored"))
+            continue
+        if key not in raw_suite:
+            continue
+        items = raw_suite[key]
+        if not isinstance(items, list):
+            problems.append((key, f"expected an array of tables ([[{key}]] entries), got "
+                             f"{type(raw_suite[key]).__name__}"))
+            continue
+        section = spec.load()()
+        for i, entry in enumerate(items):
+            path = f"{key}[{i}]"
+            if not isinstance(entry, Mapping):
+                problems.append((path, f"expected a table, got {type(entry).__name__}"))
+                continue
+            value, found = section.parse(entry, path, scope)
+            problems.extend(found)
+            if not found:
+                parsed.append(ParsedSection(key, i, spec, section, value))
+    parsed.extend(_task_sections(raw_suite, registry, specs, scope, problems))
+    return parsed, problems
+
+
+def _task_sections(raw_suite, registry, specs, scope: SectionScope,
+                   problems: list[Problem]) -> list[ParsedSection]:
+    """The sections the suite's tasks name in ``TaskSpec.sections``, for keys the suite
+    writes no entry of."""
+    by_task: dict[str, list[str]] = {}
+    for name, exp in scope.experiments.items():
+        by_task.setdefault(exp.task, []).append(name)
+    out: list[ParsedSection] = []
+    for task_name, exps in by_task.items():
+        try:
+            task = registry.get("task", task_name)
+        except Exception:
+            continue
+        for section_name in getattr(task, "sections", ()):
+            spec = next((s for s in specs.values() if s.name == section_name), None)
+            if spec is None:
+                available = [s.name for s in specs.values()]
+                problems.append((f"experiments ({', '.join(exps)})",
+                                 f"task {task_name!r} names "
+                                 + unknown_message("report section", section_name, available)))
+                continue
+            if spec.suite_key in raw_suite:
+                continue  # the suite writes its own entries
+            section = spec.load()()
+            implicit = getattr(section, "implicit", None)
+            if implicit is None:
+                problems.append((spec.suite_key, f"task {task_name!r} names section "
+                                 f"{spec.name!r}, which has no implicit entries"))
+                continue
+            for i, entry in enumerate(implicit(list(exps))):
+                path = f"{spec.suite_key}[{i}] (from task {task_name!r})"
+                value, found = section.parse(entry, path, scope)
+                problems.extend(found)
+                if not found:
+                    out.append(ParsedSection(spec.suite_key, i, spec, section, value, True))
+    return out
+
+
+def render_sections(sections: Sequence[ParsedSection], df, suite) -> list[str]:
+    """The Markdown of every parsed section, in order."""
+    return [s.section.markdown(s.entry, df, suite) for s in sections]
+
+
+def write_section_files(sections: Sequence[ParsedSection], df, out_dir, suite) -> list:
+    """Every file the parsed sections write beside the report."""
+    paths = []
+    for s in sections:
+        write = getattr(s.section, "write", None)
+        if write is not None:
+            paths.extend(write(s.entry, df, out_dir, suite) or ())
+    return paths
