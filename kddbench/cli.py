@@ -33,9 +33,15 @@ def _exit_codes() -> str:
               "KDDBENCH_DISABLE_PLUGIN_AUTOLOAD=1.")
 @click.version_option(package_name="kddbench")
 def cli(plugins, disabled, no_autoload):
+    import warnings
+
     from . import plugins as plugin_mod
 
-    plugin_mod.configure(plugins, disabled, False if no_autoload else None)
+    with warnings.catch_warnings():  # printed below as one line each, not as Python warnings
+        warnings.simplefilter("ignore", plugin_mod.PluginLoadWarning)
+        registry = plugin_mod.configure(plugins, disabled, False if no_autoload else None)
+    for warning in registry.load_warnings:
+        click.echo(f"warning: {warning}", err=True)
 
 
 @cli.command("list", help="List every plugin by family, with versions and descriptions."
@@ -43,13 +49,15 @@ def cli(plugins, disabled, no_autoload):
 @click.argument("family", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def list_cmd(family, as_json):
-    from .plugins import FAMILY_TITLES, get_registry
+    from .plugins import families as all_families
+    from .plugins import get_registry
 
     reg = get_registry()
-    families = list(FAMILY_TITLES)
+    classes = all_families()
+    families = list(classes)
     if family:
-        matches = [f for f in families if f.startswith(family) or FAMILY_TITLES[f].startswith(
-            family)]
+        matches = [f for f in families if f.startswith(family)
+                   or classes[f].title.startswith(family)]
         if not matches:
             from .errors import unknown_message
 
@@ -63,15 +71,13 @@ def list_cmd(family, as_json):
         click.echo(json.dumps(out, indent=1, default=str))
         return
     for fam in families:
-        click.echo(f"{FAMILY_TITLES[fam]} ({len(reg.names(fam))}):")
+        click.echo(f"{classes[fam].title} ({len(reg.names(fam))}):")
         for name in reg.names(fam):
             spec = reg.specs[fam][name]
             shown = name + (":<name>" if spec.prefix else "")
             alias = f" (aliases: {', '.join(spec.aliases)})" if spec.aliases else ""
             click.echo(f"  {shown:<18} v{spec.version:<3} {spec.description}{alias}")
         click.echo("")
-    for warning in reg.load_warnings:
-        click.echo(f"warning: {warning}", err=True)
 
 
 @cli.command(help="Show one plugin's details, or the cells of a suite file and their state."
@@ -81,23 +87,23 @@ def list_cmd(family, as_json):
 @click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE",
               help="Override a suite value before expansion.")
 def show(name, out, overrides):
-    from .plugins import FAMILY_TITLES, get_registry
+    from .plugins import families, get_registry
 
     if name.endswith(".toml") or Path(name).is_file():
         _print_plan(name, out, overrides)
         return
     reg = get_registry()
     found = False
-    for fam in FAMILY_TITLES:
+    for fam, cls in families().items():
         try:
-            spec = reg.get(fam, name)
+            spec = reg.get(cls, name)
         except KeyError:
             continue
         if found:  # one name may live in several families (the task kd, the alias kd)
             click.echo("")
         found = True
         shown = spec.name if spec.name == name else f"{name} -> {spec.name} (alias)"
-        click.echo(f"{shown}  [{FAMILY_TITLES[fam]}]  version {spec.version}")
+        click.echo(f"{shown}  [{cls.title}]  version {spec.version}")
         click.echo(f"  {spec.description}")
         click.echo(f"  registered by: {reg.owner(fam, spec.name)}")
         click.echo(f"  factory: {spec.factory if isinstance(spec.factory, str) else spec.factory!r}")
@@ -111,7 +117,7 @@ def show(name, out, overrides):
     if not found:
         from .errors import unknown_message
 
-        every = [n for fam in FAMILY_TITLES for n in reg.names(fam)]
+        every = [n for fam in families() for n in reg.names(fam)]
         raise KddbenchError(unknown_message("plugin", name, every))
 
 

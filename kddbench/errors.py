@@ -45,10 +45,14 @@ class KddbenchError(Exception):
 
 
 class UnknownNameError(KddbenchError, KeyError):
-    def __init__(self, kind: str, name: str, available: Iterable[str]):
+    """A name that is not registered; the message suggests the closest one (see
+    :func:`unknown_message`) or says which plugin failed to load it."""
+
+    def __init__(self, kind: str, name: str, available: Iterable[str], because: str | None = None,
+                 note: str | None = None):
         self.kind, self.name = kind, name
         self.available = sorted(set(available))
-        super().__init__(unknown_message(kind, name, self.available))
+        super().__init__(unknown_message(kind, name, self.available, because=because, note=note))
 
     def __str__(self) -> str:  # KeyError would quote the message
         return self.args[0]
@@ -64,11 +68,22 @@ def suggest(name: str, choices: Iterable[str]) -> str | None:
     return matches[0] if matches else None
 
 
-def unknown_message(kind: str, name: str, available: Iterable[str]) -> str:
-    available = sorted(set(available))
-    hint = suggest(name, available)
+def unknown_message(kind: str, name: str, available: Iterable[str], because: str | None = None,
+                    note: str | None = None) -> str:
+    """The one "did you mean" text of kddbench:
+    ``unknown task 'condnse'; did you mean 'condense'? (available: condense, kd)``.
+
+    because: why the name is missing when that is known (a plugin that failed to load):
+             ``condensation method 'x' is missing: plugin 'p' failed to load: ...``.
+    note:    appended after the list of available names.
+    """
+    if because:
+        return f"{kind} {name!r} is missing: {because}"
+    available = sorted(set(map(str, available)))
+    hint = suggest(str(name), available)
     text = f"unknown {kind} {name!r}"
     if hint:
         text += f"; did you mean {hint!r}?"
     shown = ", ".join(available[:30]) + (" ..." if len(available) > 30 else "")
-    return text + f" (available: {shown})"
+    text += f" (available: {shown})" if available else " (none available)"
+    return text + (f"; {note}" if note else "")

@@ -2,6 +2,15 @@
 
 Nothing here imports torch: specs carry lazy factories.  Use :func:`get_registry` everywhere
 instead of calling ``pm.hook.*`` directly.
+
+The families come from the spec classes (:data:`kddbench.specs.SPEC_CLASSES`: each names its
+``hook``, ``title`` and ``singular``), so a new family is one spec class plus one hookspec.
+
+A broken plugin never breaks kddbench: a plugin that fails to import, whose registration hook
+raises or yields something that is not its family's spec, that implements a hook kddbench does
+not have (a misspelt name), or that registers a name another plugin already registered (the
+later one) is dropped with a one-line :class:`PluginLoadWarning` naming it and how to switch it
+off.  Everything that does not need it works; looking up one of its names says why it is missing.
 """
 from __future__ import annotations
 
@@ -13,57 +22,55 @@ import sys
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence, TypeVar, overload
 
 import pluggy
 
 from . import hookspecs
-from .errors import KddbenchError, UnknownNameError
-from .specs import PluginSpec
+from .errors import KddbenchError, UnknownNameError, unknown_message
+from .specs import SPEC_CLASSES, PluginSpec
 
 ENTRY_POINT_GROUP = "kddbench"
 AUTOLOAD_ENV = "KDDBENCH_DISABLE_PLUGIN_AUTOLOAD"
 PLUGINS_ENV = "KDDBENCH_PLUGINS"  # extra modules or files, separated by os.pathsep or commas
 
-_HOOK_BY_FAMILY = {
-    "dataset": "kddbench_datasets",
-    "architecture": "kddbench_architectures",
-    "kd_method": "kddbench_kd_methods",
-    "condenser": "kddbench_condensers",
-    "task": "kddbench_tasks",
-    "executor": "kddbench_executors",
-    "reporter": "kddbench_reporters",
-    "augmentation": "kddbench_augmentations",
-    "section": "kddbench_report_sections",
-}
-FAMILY_TITLES = {
-    "dataset": "datasets",
-    "architecture": "architectures",
-    "kd_method": "knowledge-distillation methods",
-    "condenser": "condensation methods",
-    "task": "tasks",
-    "executor": "executors",
-    "reporter": "reporters",
-    "augmentation": "augmentations",
-    "section": "report sections",
-}
+S = TypeVar("S", bound=PluginSpec)
 
-FAMILY_SINGULAR = {
-    "dataset": "dataset",
-    "architecture": "architecture",
-    "kd_method": "KD method",
-    "condenser": "condensation method",
-    "task": "task",
-    "executor": "executor",
-    "reporter": "reporter",
-    "augmentation": "augmentation",
-    "section": "report section",
-}
+
+class PluginLoadWarning(UserWarning):
+    """A plugin was dropped (it failed to load); the message is one line and says how to switch
+    it off.  The CLI prints these as ``warning: ...`` lines."""
+
+
+def families() -> dict[str, type[PluginSpec]]:
+    """``{family: spec class}`` of every family whose hook exists, in the order ``list`` shows."""
+    return {family: cls for family, cls in SPEC_CLASSES.items() if hasattr(hookspecs, cls.hook)}
+
+
+def spec_class(family: str | type[S]) -> type[PluginSpec]:
+    """The spec class of a family given by name or by class."""
+    if isinstance(family, type):
+        return family
+    known = families()
+    if family not in known:
+        raise UnknownNameError("plugin family", family, known)
+    return known[family]
+
+
+def __getattr__(name: str):
+    """The tables older code imports, derived from the spec classes."""
+    if name == "FAMILY_TITLES":
+        return {f: c.title for f, c in families().items()}
+    if name == "FAMILY_SINGULAR":
+        return {f: c.singular for f, c in families().items()}
+    if name == "_HOOK_BY_FAMILY":
+        return {f: c.hook for f, c in families().items()}
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass
 class Registry:
-    """Specs by family and name, plus who registered each."""
+    """Specs by family and name, plus who registered each, and what was dropped and why."""
 
     pm: pluggy.PluginManager
     specs: dict[str, dict[str, PluginSpec]] = field(default_factory=dict)
@@ -71,12 +78,30 @@ class Registry:
     aliases: dict[str, dict[str, str]] = field(default_factory=dict)
     load_warnings: list[str] = field(default_factory=list)
     distributions: dict[str, tuple[str, str]] = field(default_factory=dict)
+    #: plugin name -> why it was dropped (one line)
+    dropped: dict[str, str] = field(default_factory=dict)
+    #: (family, name) -> the dropped plugin that registered it
+    dropped_names: dict[tuple[str, str], str] = field(default_factory=dict)
+    #: plugin name -> how a user switches it off ("--disable-plugin NAME", ...)
+    switch_off: dict[str, str] = field(default_factory=dict)
 
-    def names(self, family: str) -> list[str]:
-        return sorted(self.specs.get(family, {}))
+    def names(self, family: str | type[PluginSpec]) -> list[str]:
+        return sorted(self.specs.get(spec_class(family).family, {}))
 
-    def get(self, family: str, name: str) -> PluginSpec:
-        """The spec called ``name`` (or an alias, or ``prefix:anything``), else a helpful error."""
+    @overload
+    def get(self, family: type[S], name: str) -> S: ...
+
+    @overload
+    def get(self, family: str, name: str) -> PluginSpec: ...
+
+    def get(self, family, name):
+        """The spec called ``name`` (or an alias, or ``prefix:anything``), else a helpful error.
+
+        ``family`` is a spec class (``registry.get(DatasetSpec, "mnist") -> DatasetSpec``) or a
+        family name (``registry.get("dataset", "mnist")``).
+        """
+        cls = spec_class(family)
+        family = cls.family
         table = self.specs.get(family, {})
         name = str(name).split("[", 1)[0]  # inline options: convnet[width=64] -> convnet
         key = self.aliases.get(family, {}).get(name, name)
@@ -89,9 +114,24 @@ class Registry:
                 return spec
         choices = list(table) + list(self.aliases.get(family, {}))
         choices += [f"{n}:<name>" for n, s in table.items() if s.prefix]
-        raise UnknownNameError(FAMILY_SINGULAR[family], name, choices)
+        silent = [p for p in self.dropped if p not in set(self.dropped_names.values())]
+        raise UnknownNameError(  # a plugin that failed before registering anything may be it
+            cls.singular, name, choices, because=self.why_missing(family, name),
+            note="; ".join(f"{self._failure(p)}, and may be the one" for p in silent))
 
-    def canonical(self, family: str, name: str) -> str:
+    def why_missing(self, family: str | type[PluginSpec], name: str) -> str | None:
+        """``"plugin 'x' failed to load: ..."`` when ``name`` belongs to a dropped plugin."""
+        family = spec_class(family).family
+        owner = self.dropped_names.get((family, str(name).split("[", 1)[0]))
+        return None if owner is None else self._failure(owner)
+
+    def _failure(self, plugin: str, how_to_switch_off: bool = False) -> str:
+        text = f"plugin {plugin!r} failed to load: {self.dropped[plugin]}"
+        if how_to_switch_off:
+            text += f" ({self.switch_off.get(plugin, 'remove it')} to silence this)"
+        return text
+
+    def canonical(self, family: str | type[PluginSpec], name: str) -> str:
         """Resolve aliases and normalise inline options:
         ``canonical("dataset", "fmnist") -> "fashion-mnist"``,
         ``canonical("architecture", "convnet[width=64,depth=2]") -> "convnet[depth=2,width=64]"``.
@@ -103,12 +143,45 @@ class Registry:
         base = base if spec.prefix and ":" in base else spec.name
         return names.join(base, inline)
 
-    def owner(self, family: str, name: str) -> str:
-        return self.owners.get((family, self.canonical(family, name)), "?")
+    def owner(self, family: str | type[PluginSpec], name: str) -> str:
+        return self.owners.get((spec_class(family).family, self.canonical(family, name)), "?")
 
     def plugin_versions(self) -> dict[str, str]:
         """Distribution versions of every loaded plugin package (for provenance)."""
         return dict(self.distributions.values())
+
+    def drop(self, plugin_name: str, reason: str, names: Iterable[tuple[str, str]] = ()) -> None:
+        """Drop a plugin: unregister it, forget its specs, remember why (and warn once)."""
+        reason = _one_line(reason)
+        self.dropped[plugin_name] = reason
+        plugin = self.pm.get_plugin(plugin_name)
+        if plugin is not None:
+            self.pm.unregister(plugin)
+        for family_name in list(names):
+            self.dropped_names.setdefault(family_name, plugin_name)
+        for (family, spec_name), owner in list(self.owners.items()):
+            if owner == plugin_name:
+                self.dropped_names.setdefault((family, spec_name), plugin_name)
+                del self.owners[(family, spec_name)]
+                self.specs.get(family, {}).pop(spec_name, None)
+                for alias, target in list(self.aliases.get(family, {}).items()):
+                    if target == spec_name:
+                        del self.aliases[family][alias]
+        self.distributions.pop(plugin_name, None)
+        self.warn(self._failure(plugin_name, how_to_switch_off=True))
+
+    def warn(self, message: str) -> None:
+        self.load_warnings.append(message)
+        warnings.warn(message, PluginLoadWarning, stacklevel=3)
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _exc(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 def _load_file(path: Path):
@@ -117,7 +190,11 @@ def _load_file(path: Path):
         raise KddbenchError(f"cannot load plugin file {path}")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(spec.name, None)
+        raise
     return module
 
 
@@ -135,16 +212,20 @@ def load_plugin_object(ref: str):
 
 
 def build_registry(
-    extra: Sequence[str] = (),
+    extra: Sequence[Any] = (),
     disable: Iterable[str] = (),
     autoload: bool | None = None,
 ) -> Registry:
     """Create a plugin manager, load entry points and ``extra`` plugins, collect every spec.
 
-    extra:    module names or ``.py`` files to load in addition (CLI ``--plugin``).
+    extra:    module names or ``.py`` files to load in addition (CLI ``--plugin``), or plugin
+              objects (a module, a class or an instance with ``@hookimpl`` methods).
     disable:  entry-point names to skip (CLI ``--disable-plugin``).
     autoload: load the ``kddbench`` entry-point group; defaults to true unless the environment
               variable ``KDDBENCH_DISABLE_PLUGIN_AUTOLOAD`` is set.
+
+    Broken plugins are dropped with a :class:`PluginLoadWarning` (see the module docstring); the
+    warnings are also kept in ``registry.load_warnings``.
     """
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
@@ -154,63 +235,129 @@ def build_registry(
         autoload = not os.environ.get(AUTOLOAD_ENV)
     if autoload:
         for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-            if ep.name in disable or pm.get_plugin(ep.name) is not None:
+            if ep.name in disable or pm.has_plugin(ep.name) or ep.name in registry.dropped:
                 continue
+            registry.switch_off[ep.name] = f"switch it off with --disable-plugin {ep.name}"
             try:
                 plugin = ep.load()
             except Exception as exc:  # a broken third-party plugin must not break kddbench
-                msg = f"plugin {ep.name!r} ({ep.value}) failed to load: {exc}"
-                registry.load_warnings.append(msg)
-                warnings.warn(msg, stacklevel=2)
+                registry.drop(ep.name, f"importing {ep.value}: {_exc(exc)}")
                 continue
-            pm.register(plugin, name=ep.name)
-            if ep.dist is not None:
+            if _register(registry, plugin, ep.name) and ep.dist is not None:
                 registry.distributions[ep.name] = (ep.dist.metadata["Name"], ep.dist.version)
     env_extra = [p for chunk in os.environ.get(PLUGINS_ENV, "").split(os.pathsep)
                  for p in chunk.split(",") if p.strip()]
-    for ref in [*env_extra, *extra]:
-        plugin = load_plugin_object(ref.strip())
+    refs = [(ref.strip(), f"remove {ref.strip()} from {PLUGINS_ENV}") for ref in env_extra]
+    refs += [(ref, f"remove --plugin {ref}" if isinstance(ref, (str, os.PathLike))
+              else "leave it out of extra=") for ref in extra]
+    for ref, off in refs:
+        if isinstance(ref, (str, os.PathLike)):
+            name = f"local:{ref}"
+            if name in registry.dropped or pm.has_plugin(name):
+                continue
+            registry.switch_off[name] = off
+            try:
+                plugin = load_plugin_object(str(ref))
+            except Exception as exc:  # an unimportable --plugin is dropped like any other
+                registry.drop(name, str(exc) if isinstance(exc, KddbenchError) else _exc(exc))
+                continue
+        else:
+            plugin = ref
+            name = f"local:{getattr(ref, '__name__', type(ref).__name__)}"
+            registry.switch_off[name] = off
         if pm.is_registered(plugin):
             continue
-        pm.register(plugin, name=f"local:{ref}")
+        _register(registry, plugin, name)
     _collect(registry)
     return registry
 
 
+def _register(registry: Registry, plugin: Any, name: str) -> bool:
+    try:
+        registry.pm.register(plugin, name=name)
+    except (pluggy.PluginValidationError, ValueError) as exc:  # bad hook arguments, name in use
+        registry.drop(name, _exc(exc))
+        return False
+    return True
+
+
 def _collect(registry: Registry) -> None:
+    """Call every plugin's registration hooks, plugin by plugin in load order, and keep what a
+    healthy plugin registers; drop the plugin as a whole at its first problem."""
     pm = registry.pm
-    for family, hook_name in _HOOK_BY_FAMILY.items():
-        table: dict[str, PluginSpec] = {}
-        aliases: dict[str, str] = {}
-        hook = getattr(pm.hook, hook_name)
+    fams = families()
+    hook_names = sorted(n for n in dir(hookspecs) if n.startswith(f"{hookspecs.PROJECT}_"))
+    for family in fams:
+        registry.specs[family] = {}
+        registry.aliases[family] = {}
+    for plugin_name, plugin in list(pm.list_name_plugin()):
+        if plugin is None:
+            continue
+        callers = pm.get_hookcallers(plugin) or []
+        misspelt = [c.name for c in callers if not c.has_spec()
+                    and any(i.plugin is plugin and not i.optionalhook for i in c.get_hookimpls())]
+        if misspelt:
+            registry.drop(plugin_name, "its hook implementation is not a kddbench hook: "
+                          + unknown_message("hook", misspelt[0], hook_names))
+            continue
+        if not callers:
+            registry.warn(f"plugin {plugin_name!r} implements no kddbench hook (are its "
+                          "functions decorated with kddbench.hookimpl?)")
+            continue
+        problem, found = _plugin_specs(plugin, plugin_name, fams, registry)
+        if problem:
+            registry.drop(plugin_name, problem, [(s.family, s.name) for s in found])
+            continue
+        for spec in found:  # all or nothing: the plugin is healthy, keep every spec
+            registry.specs[spec.family][spec.name] = spec
+            registry.owners[(spec.family, spec.name)] = plugin_name
+            for alias in spec.aliases:
+                registry.aliases[spec.family][alias] = spec.name
+    try:
+        pm.check_pending()  # nothing left that matches no hook (the loop dropped those)
+    except pluggy.PluginValidationError as exc:  # pragma: no cover - the loop above drops these
+        raise KddbenchError(str(exc)) from exc
+
+
+def _plugin_specs(plugin: Any, plugin_name: str, fams: dict[str, type[PluginSpec]],
+                  registry: Registry) -> tuple[str | None, list[PluginSpec]]:
+    """``(problem or None, specs)`` from one plugin's registration hooks."""
+    found: list[PluginSpec] = []
+    taken: set[tuple[str, str]] = set()
+    for family, cls in fams.items():
+        hook = getattr(registry.pm.hook, cls.hook, None)
+        if hook is None:
+            continue
         for impl in hook.get_hookimpls():
-            owner = pm.get_name(impl.plugin) or repr(impl.plugin)
-            for spec in impl.function() or ():
-                if getattr(spec, "family", None) != family:
-                    raise KddbenchError(
-                        f"plugin {owner!r} returned {type(spec).__name__} from {hook_name}; "
-                        f"expected a {family} spec")
-                if spec.name in table or spec.name in aliases:
-                    raise KddbenchError(
-                        f"duplicate {family} name {spec.name!r}: registered by "
-                        f"{registry.owners[(family, aliases.get(spec.name, spec.name))]!r} "
-                        f"and {owner!r}")
-                table[spec.name] = spec
-                registry.owners[(family, spec.name)] = owner
-                for alias in spec.aliases:
-                    if alias in table or alias in aliases:
-                        raise KddbenchError(
-                            f"duplicate {family} alias {alias!r} (from {owner!r})")
-                    aliases[alias] = spec.name
-        registry.specs[family] = table
-        registry.aliases[family] = aliases
+            if impl.plugin is not plugin:
+                continue
+            try:
+                specs = list(impl.function() or ())
+            except Exception as exc:  # noqa: BLE001 - a broken plugin is dropped, not fatal
+                return f"{cls.hook}() raised {_exc(exc)}", found
+            for spec in specs:
+                if not isinstance(spec, cls):
+                    return (f"{cls.hook}() yielded {type(spec).__name__}, expected a "
+                            f"{cls.__name__} ({family} spec)"), found
+                found.append(spec)
+                for key in (spec.name, *spec.aliases):
+                    what = "name" if key == spec.name else "alias"
+                    table, aliases = registry.specs[family], registry.aliases[family]
+                    if key in table or key in aliases:
+                        first = registry.owners.get((family, aliases.get(key, key)), "?")
+                        return (f"duplicate {cls.singular} {what} {key!r}: already registered "
+                                f"by {first!r}"), found
+                    if (family, key) in taken:
+                        return f"registers the {cls.singular} {what} {key!r} twice", found
+                    taken.add((family, key))
+    return None, found
 
 
 _DEFAULT: Registry | None = None
 _DEFAULT_ARGS: tuple = ()
 
 
-def configure(extra: Sequence[str] = (), disable: Iterable[str] = (),
+def configure(extra: Sequence[Any] = (), disable: Iterable[str] = (),
               autoload: bool | None = None) -> Registry:
     """(Re)build the process-wide registry with these options and return it."""
     global _DEFAULT, _DEFAULT_ARGS

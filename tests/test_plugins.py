@@ -1,13 +1,16 @@
 """The plugin contract: discovery, duplicates, names, lazy loading, local plugins."""
+import inspect
 import subprocess
 import sys
+import warnings
 
 import pytest
 
-from conftest import EXAMPLE_PLUGIN
-from kddbench import CondenserSpec, DatasetSpec, hookimpl
-from kddbench.errors import KddbenchError, UnknownNameError
-from kddbench.plugins import build_registry
+from conftest import EXAMPLE_PLUGIN, TINY_SUITE
+from kddbench import CondenserSpec, DatasetSpec, hookimpl, hookspecs
+from kddbench.errors import UnknownNameError
+from kddbench.plugins import PluginLoadWarning, build_registry, families
+from kddbench.specs import SPEC_CLASSES, PluginSpec
 
 
 def test_builtin_plugins_come_through_the_entry_point_group(registry):
@@ -41,43 +44,201 @@ def test_aliases_resolve_to_canonical_names(registry):
     assert registry.canonical("architecture", "timm:resnet10t") == "timm:resnet10t"
 
 
-class _Dup:
+def _plugin_file(tmp_path, name, body):
+    path = tmp_path / f"{name}.py"
+    path.write_text("from kddbench import CondenserSpec, DatasetSpec, hookimpl\n" + body)
+    return path
+
+
+DUPLICATE = """
+@hookimpl
+def kddbench_datasets():
+    yield DatasetSpec('dup-data', 'x:y')
+
+@hookimpl
+def kddbench_condensers():
+    yield CondenserSpec('mine', 'x:y')
+    yield CondenserSpec('random', 'x:y')
+
+@hookimpl
+def kddbench_record_finished(record):
+    raise AssertionError('a dropped plugin is called')
+"""
+
+
+def test_a_duplicate_name_drops_the_second_plugin_whole_and_says_why(tmp_path):
+    plugin = _plugin_file(tmp_path, "dup_plugin", DUPLICATE)
+    with pytest.warns(PluginLoadWarning) as caught:
+        reg = build_registry(extra=[str(plugin)])
+    (message,) = [str(w.message) for w in caught]
+    assert f"plugin 'local:{plugin}' failed to load" in message
+    assert "duplicate condensation method name 'random'" in message
+    assert "already registered by 'condensation'" in message
+    assert f"remove --plugin {plugin}" in message and "\n" not in message
+    assert reg.owner("condenser", "random") == "condensation"  # the first one stays
+    assert "mine" not in reg.names("condenser") and "dup-data" not in reg.names("dataset")
+    assert reg.load_warnings == [message]
+    assert all(impl.plugin_name != f"local:{plugin}"  # unregistered: none of its hooks run
+               for impl in reg.pm.hook.kddbench_record_finished.get_hookimpls())
+    reg.pm.hook.kddbench_record_finished(record={})
+    with pytest.raises(UnknownNameError) as err:
+        reg.get(CondenserSpec, "mine")
+    assert str(err.value).startswith(
+        f"condensation method 'mine' is missing: plugin 'local:{plugin}' failed to load: "
+        "duplicate condensation method name 'random'")
+
+
+def test_a_duplicate_alias_drops_the_plugin(tmp_path):
+    plugin = _plugin_file(tmp_path, "alias_plugin", """
+@hookimpl
+def kddbench_datasets():
+    yield DatasetSpec('another', 'x:y', aliases=('fmnist',))
+""")
+    with pytest.warns(PluginLoadWarning, match="duplicate dataset alias 'fmnist'"):
+        reg = build_registry(extra=[str(plugin)])
+    assert reg.canonical("dataset", "fmnist") == "fashion-mnist"
+    assert "another" not in reg.names("dataset")
+
+
+def test_a_wrong_spec_family_drops_the_plugin(tmp_path):
+    plugin = _plugin_file(tmp_path, "wrong", """
+@hookimpl
+def kddbench_condensers():
+    yield DatasetSpec('oops', 'x:y')
+""")
+    with pytest.warns(PluginLoadWarning, match="yielded DatasetSpec, expected a CondenserSpec"):
+        reg = build_registry(extra=[str(plugin)])
+    assert "oops" not in reg.names("dataset") + reg.names("condenser")
+    assert "random" in reg.names("condenser")
+
+
+class _RaisingHook:
+    """A plugin object (not a file) whose second registration hook raises."""
+
+    @hookimpl
+    def kddbench_datasets(self):
+        yield DatasetSpec("fine-data", "x:y")
+
     @hookimpl
     def kddbench_condensers(self):
-        yield CondenserSpec("random", lambda request: None)
+        raise ZeroDivisionError("division by zero")
 
 
-def test_duplicate_names_are_errors(tmp_path):
-    plugin = tmp_path / "dup_plugin.py"
-    plugin.write_text(
-        "from kddbench import CondenserSpec, hookimpl\n"
-        "@hookimpl\n"
-        "def kddbench_condensers():\n"
-        "    yield CondenserSpec('random', 'x:y')\n")
-    with pytest.raises(KddbenchError, match="duplicate condenser name 'random'"):
-        build_registry(extra=[str(plugin)])
+def test_a_registration_hook_that_raises_drops_its_plugin():
+    with pytest.warns(PluginLoadWarning) as caught:
+        reg = build_registry(extra=[_RaisingHook()])
+    (message,) = [str(w.message) for w in caught]
+    assert message.startswith("plugin 'local:_RaisingHook' failed to load: "
+                              "kddbench_condensers() raised ZeroDivisionError: division by zero")
+    assert "fine-data" not in reg.names("dataset") and "mnist" in reg.names("dataset")
+    with pytest.raises(UnknownNameError, match="'fine-data' is missing: plugin "
+                       "'local:_RaisingHook' failed to load"):
+        reg.get("dataset", "fine-data")
 
 
-def test_wrong_spec_family_is_an_error(tmp_path):
-    plugin = tmp_path / "wrong.py"
-    plugin.write_text(
-        "from kddbench import DatasetSpec, hookimpl\n"
-        "@hookimpl\n"
-        "def kddbench_condensers():\n"
-        "    yield DatasetSpec('oops', 'x:y')\n")
-    with pytest.raises(KddbenchError, match="expected a condenser spec"):
-        build_registry(extra=[str(plugin)])
+class _Misspelt:
+    @hookimpl
+    def kddbench_condenser(self):  # the hook is kddbench_condensers
+        yield CondenserSpec("never-seen", "x:y")
+
+
+def test_a_misspelt_hook_implementation_drops_the_plugin_and_names_it():
+    with pytest.warns(PluginLoadWarning) as caught:
+        reg = build_registry(extra=[_Misspelt()])
+    (message,) = [str(w.message) for w in caught]
+    assert "plugin 'local:_Misspelt' failed to load" in message
+    assert "unknown hook 'kddbench_condenser'; did you mean 'kddbench_condensers'?" in message
+    assert reg.pm.get_plugin("local:_Misspelt") is None
+    reg.pm.check_pending()  # nothing unmatched is left registered
+    assert "random" in reg.names("condenser")
+
+
+class _BadArguments:
+    @hookimpl
+    def kddbench_record_finished(self, record, extra_argument):
+        pass
+
+
+def test_a_hook_implementation_with_wrong_arguments_drops_the_plugin():
+    with pytest.warns(PluginLoadWarning, match="local:_BadArguments.*extra_argument"):
+        reg = build_registry(extra=[_BadArguments()])
+    assert "local:_BadArguments" in reg.dropped and "mnist" in reg.names("dataset")
+
+
+class _Nothing:
+    def kddbench_condensers(self):  # not decorated with hookimpl: pluggy does not see it
+        yield CondenserSpec("never-seen", "x:y")
+
+
+def test_a_plugin_that_implements_no_hook_gets_a_warning():
+    with pytest.warns(PluginLoadWarning, match="implements no kddbench hook.*hookimpl"):
+        build_registry(extra=[_Nothing()])
+
+
+def test_a_plugin_file_that_fails_to_import_is_a_warning_and_names_it(tmp_path):
+    broken = tmp_path / "broken.py"
+    broken.write_text("import json\nraise RuntimeError('no GPU here')\n")
+    syntax = tmp_path / "syntax.py"
+    syntax.write_text("def (:\n")
+    with pytest.warns(PluginLoadWarning) as caught:
+        reg = build_registry(extra=[str(broken), str(syntax), "nowhere/plugin.py",
+                                    "no_such_plugin_module_xyz"])
+    messages = [str(w.message) for w in caught]
+    assert len(messages) == 4 and all("\n" not in m for m in messages)
+    assert f"plugin 'local:{broken}' failed to load: RuntimeError: no GPU here" in messages[0]
+    assert f"remove --plugin {broken}" in messages[0]
+    assert "SyntaxError" in messages[1]
+    assert "plugin file not found: nowhere/plugin.py" in messages[2]
+    assert "cannot import plugin module 'no_such_plugin_module_xyz'" in messages[3]
+    assert "kddbench_local_broken" not in sys.modules
+    with pytest.raises(UnknownNameError) as err:  # names it never got to register: maybe its
+        reg.get("condenser", "randm")
+    assert "did you mean 'random'?" in str(err.value)
+    assert f"plugin 'local:{broken}' failed to load: RuntimeError: no GPU here, and may be the " \
+        "one" in str(err.value)
+
+
+def test_an_entry_point_that_fails_to_import_says_how_to_disable_it(monkeypatch):
+    from importlib.metadata import EntryPoint
+
+    from kddbench import plugins
+
+    real = plugins.importlib.metadata.entry_points
+    broken = EntryPoint("broken", "kddbench_no_such_module_xyz", plugins.ENTRY_POINT_GROUP)
+    monkeypatch.setattr(plugins.importlib.metadata, "entry_points",
+                        lambda group: [*real(group=group), broken])
+    with pytest.warns(PluginLoadWarning) as caught:
+        reg = build_registry()
+    (message,) = [str(w.message) for w in caught]
+    assert message.startswith("plugin 'broken' failed to load: importing "
+                              "kddbench_no_such_module_xyz: ModuleNotFoundError")
+    assert message.endswith("(switch it off with --disable-plugin broken to silence this)")
+    assert "random" in reg.names("condenser")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PluginLoadWarning)  # switched off: not a word
+        assert build_registry(disable=["broken"]).load_warnings == []
+
+
+def test_the_cli_works_around_a_broken_plugin_and_names_it_once(tmp_path, cli):
+    plugin = _plugin_file(tmp_path, "dup_plugin", DUPLICATE)
+    code, out, err = cli("--plugin", plugin, "list", "condenser")
+    assert code == 0 and "random" in out and "mine" not in out
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"warning: plugin 'local:{plugin}' failed")
+    suite = tmp_path / "s.toml"
+    suite.write_text(TINY_SUITE)
+    code, out, err = cli("--plugin", plugin, "validate", suite)
+    assert code == 0 and "ok" in out  # a suite that does not name the plugin's entries
+    suite.write_text(TINY_SUITE.replace('"average"]', '"mine"]'))
+    code, out, err = cli("--plugin", plugin, "validate", suite)
+    assert code == 2, out
+    assert "'mine'" in err and f"plugin 'local:{plugin}' failed to load: duplicate" in err
 
 
 def test_local_plugin_file_is_loaded():
     reg = build_registry(extra=[str(EXAMPLE_PLUGIN)])
     assert "first-k" in reg.names("condenser")
     assert reg.owner("condenser", "first-k").startswith("local:")
-
-
-def test_missing_plugin_file_is_a_clear_error():
-    with pytest.raises(KddbenchError, match="plugin file not found"):
-        build_registry(extra=["nowhere/plugin.py"])
 
 
 def test_listing_imports_no_torch():
@@ -152,3 +313,27 @@ def test_a_kddbench_error_exits_with_its_own_code(cli, monkeypatch, tmp_path):
     suite.write_text("")
     code, _, err = cli("report", suite)
     assert code == 5 and err.strip() == "error: versions differ"
+
+
+def test_every_family_is_one_spec_class_with_its_hook():
+    registration_hooks = {n for n in dir(hookspecs) if n.startswith("kddbench_")
+                          and not inspect.signature(getattr(hookspecs, n)).parameters}
+    assert {cls.hook for cls in SPEC_CLASSES.values()} == registration_hooks
+    assert set(families()) == set(SPEC_CLASSES)
+    for family, cls in SPEC_CLASSES.items():
+        assert cls.family == family and cls.title and cls.singular
+        assert issubclass(cls, PluginSpec)
+        returns = str(inspect.signature(getattr(hookspecs, cls.hook)).return_annotation)
+        assert cls.__name__ in returns  # the hook yields this class
+
+
+def test_typed_lookups(registry):
+    spec = registry.get(DatasetSpec, "fmnist")
+    assert isinstance(spec, DatasetSpec) and spec.name == "fashion-mnist"
+    assert registry.get("dataset", "fmnist") is spec  # the family name works too
+    assert registry.names(CondenserSpec) == registry.names("condenser")
+    with pytest.raises(UnknownNameError, match="unknown condensation method 'randm'"):
+        registry.get(CondenserSpec, "randm")
+    with pytest.raises(UnknownNameError, match="unknown plugin family 'condensers'; did you mean "
+                       "'condenser'"):
+        registry.get("condensers", "random")
