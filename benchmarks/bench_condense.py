@@ -1,6 +1,6 @@
 """Condensation speed: seconds per iteration of dc, dsa, dm and datadam at IPC 10, and the
 evaluation protocol's throughput with augmentation on and off, beside the floors of
-REFERENCE.md section 7 computed from a matmul ceiling measured in the same run.
+docs/references.md section 7 computed from a matmul ceiling measured in the same run.
 
     /work/venv/bin/python -m pytest benchmarks/bench_condense.py --benchmark-enable -s
 
@@ -19,7 +19,7 @@ one torch thread, as each worker of ``kddbench run --jobs N`` uses.
 * evaluation: :func:`kddbench.protocol.train` on a 100-image set (IPC 10) with augment
   "none" and "dsa", and one pass of :func:`kddbench.protocol.evaluate` over 10,000 images.
 
-Floors (REFERENCE.md section 7): one training image (forward + backward, 28x28 padded to 32)
+Floors (docs/references.md section 7): one training image (forward + backward, 28x28 padded to 32)
 costs ~0.29 GFLOP and one forward ~0.097 GFLOP, so at the measured matmul rate R (GFLOP/s):
 training R / 0.29 img/s; a 10,000-image test pass 970 / R s; a DM iteration
 (2,560 x 0.097 + 100 x 0.29) / R s; a DC/DSA outer iteration

@@ -96,7 +96,7 @@ def test_literature_names_and_seed_004_aliases(registry):
     assert registry.canonical("kd_method", "kd") == "response"
     assert registry.canonical("kd_method", "hinton") == "response"
     assert registry.canonical("kd_method", "ikd") == "feature"
-    with pytest.raises(KeyError):  # ambiguous: seed 004's response KD vs relational KD
+    with pytest.raises(KeyError):  # ambiguous: Belinga et al. 2024's response KD vs relational KD
         registry.get("kd_method", "rkd")
 
 

@@ -4,7 +4,7 @@ Each outer iteration samples a fresh network; ``outer_loop`` times it (1) moves 
 images so that, class by class, the network's gradient on them matches its gradient on real
 images, then (2) trains the network for ``inner_loop`` epochs on the synthetic set.  DSA adds
 the same random augmentation to the real and the synthetic batch of a class (and to the inner
-updates).  Defaults: REFERENCE.md section 3.
+updates).  Defaults: docs/references.md section 3.
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Loaders that turn every supported data set into in-memory :class:`kddbench.data.DataSplits`.
 
-Normalisation constants are those of the dataset-distillation reference code (REFERENCE.md
+Normalisation constants are those of the dataset-distillation reference code (docs/references.md
 section 2).  Nothing is downloaded unless the caller allows it; a missing data set raises
 :class:`kddbench.errors.DataMissingError` saying how to get it.
 """
@@ -117,7 +117,7 @@ def load_usps(root: Path, download: bool) -> DataSplits:
     except (RuntimeError, FileNotFoundError, OSError) as exc:
         raise _missing("usps", root.parent, "usps", exc) from None
     tr, te = _tensors(train, "NHW"), _tensors(test, "NHW")
-    mean_std = ([float(tr[0].mean())], [float(tr[0].std())])  # REFERENCE.md gives none
+    mean_std = ([float(tr[0].mean())], [float(tr[0].std())])  # docs/references.md gives none
     return _splits("usps", tr, te, DIGIT_CLASSES, mean_std=mean_std,
                    notes="mean/std computed on the training split")
 

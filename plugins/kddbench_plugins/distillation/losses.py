@@ -1,7 +1,7 @@
 """Knowledge-distillation losses (registered in :mod:`kddbench_plugins.distillation`).
 
 Every class is a :class:`kddbench.kd.KDLoss` built as ``Class(teacher, student, **options)``;
-defaults are those of REFERENCE.md section 6.1.  Each returns the student's whole loss on a
+defaults are those of docs/references.md section 6.1.  Each returns the student's whole loss on a
 batch, the hard-label cross-entropy term included.
 """
 from __future__ import annotations
