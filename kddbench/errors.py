@@ -69,21 +69,25 @@ def suggest(name: str, choices: Iterable[str]) -> str | None:
 
 
 def unknown_message(kind: str, name: str, available: Iterable[str], because: str | None = None,
-                    note: str | None = None) -> str:
-    """The one "did you mean" text of kddbench:
+                    note: str | None = None, listing: str = "available",
+                    say_name: bool = True) -> str:
+    """The one "did you mean" text of kddbench; every unknown name, key or choice uses it:
     ``unknown task 'condnse'; did you mean 'condense'? (available: condense, kd)``.
 
-    because: why the name is missing when that is known (a plugin that failed to load):
-             ``condensation method 'x' is missing: plugin 'p' failed to load: ...``.
-    note:    appended after the list of available names.
+    because:  why the name is missing when that is known (a plugin that failed to load):
+              ``condensation method 'x' is missing: plugin 'p' failed to load: ...``.
+    note:     appended after the list of available names.
+    listing:  what the list is called (``allowed``, ``options``, ``stages``...).
+    say_name: false where the caller's path already names it (``a.b.epocs: unknown key; did
+              you mean 'epochs'? (allowed: ...)``).
     """
     if because:
         return f"{kind} {name!r} is missing: {because}"
-    available = sorted(set(map(str, available)))
+    available = list(dict.fromkeys(map(str, available)))  # keep the caller's order, no repeats
     hint = suggest(str(name), available)
-    text = f"unknown {kind} {name!r}"
+    text = f"unknown {kind} {name!r}" if say_name else f"unknown {kind}"
     if hint:
         text += f"; did you mean {hint!r}?"
     shown = ", ".join(available[:30]) + (" ..." if len(available) > 30 else "")
-    text += f" (available: {shown})" if available else " (none available)"
+    text += f" ({listing}: {shown or 'none'})"
     return text + (f"; {note}" if note else "")

@@ -26,7 +26,7 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 from torch import nn
 
-from .errors import KddbenchError, suggest
+from .errors import KddbenchError, unknown_message
 from .protocol import seeded, soft_cross_entropy
 
 Features = Mapping[str, torch.Tensor]
@@ -99,10 +99,8 @@ def pick_stage(net: nn.Module, wanted: str, role: str) -> str:
             raise KddbenchError(f"the {role} network ({type(net).__name__}) names no stages")
         return stages[len(stages) // 2]
     if wanted not in names:
-        hint = suggest(wanted, names)
-        raise KddbenchError(f"the {role} network has no stage {wanted!r}"
-                            + (f"; did you mean {hint!r}?" if hint else "")
-                            + f" (stages: {', '.join(names)})")
+        raise KddbenchError(f"the {role} network: "
+                            + unknown_message("stage", wanted, names, listing="stages"))
     return wanted
 
 
