@@ -152,6 +152,36 @@ def alexnet(channels, num_classes, image_size, norm="none") -> AlexNet:
     return AlexNet(channels, num_classes, image_size, norm)
 
 
+class AlexCifarNet(FeatureModel):
+    """The CIFAR-10 network of Wang, Zhu, Torralba & Efros 2018 ("Dataset Distillation"), after
+    Krizhevsky's cuda-convnet CIFAR model: two blocks of conv5x5(64) -> ReLU -> max-pool 3/2
+    -> local response norm (the second block normalises before pooling), then fully connected
+    384 -> 192 -> classes.  [Layer order and LRN constants (size 4, alpha 0.001 / 9, beta 0.75,
+    k 1) as the authors' released code; not checked against the paper.]"""
+
+    def __init__(self, channels, num_classes, image_size):
+        super().__init__()
+
+        def lrn():
+            return nn.LocalResponseNorm(4, alpha=0.001 / 9.0, beta=0.75, k=1.0)
+
+        self.stages = nn.ModuleDict({
+            "conv1": nn.Sequential(nn.Conv2d(channels, 64, 5, padding=2), nn.ReLU(),
+                                   nn.MaxPool2d(3, 2, padding=1), lrn()),
+            "conv2": nn.Sequential(nn.Conv2d(64, 64, 5, padding=2), nn.ReLU(), lrn(),
+                                   nn.MaxPool2d(3, 2, padding=1)),
+        })
+        flat = _flat_size(self.stages, channels, image_size)
+        self.stages["fc1"] = nn.Sequential(nn.Flatten(), nn.Linear(flat, 384), nn.ReLU())
+        self.stages["fc2"] = nn.Sequential(nn.Linear(384, 192), nn.ReLU())
+        self.feature_names = ("conv1", "conv2", "fc1", "fc2", "embedding")
+        self.head = nn.Linear(192, num_classes)
+
+
+def alexcifarnet(channels, num_classes, image_size) -> AlexCifarNet:
+    return AlexCifarNet(channels, num_classes, image_size)
+
+
 VGG11_CFG = [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"]
 
 
