@@ -8,8 +8,9 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import pandas as pd
 
+from .errors import KddbenchError
+from .sections import cell_row, label, matches, render_sections, write_section_files
 from .store import ResultStore, atomic_write_text
-from .sections import label, matches, render_sections, write_section_files
 
 ID_COLUMNS = ["cell_id", "config_id", "suite", "experiment", "task", "protocol", "seed", "status"]
 
@@ -138,16 +139,41 @@ def leaderboard(df: pd.DataFrame, table, references: Sequence = ()) -> pd.DataFr
     return result.reset_index()
 
 
-def versus_baseline(df: pd.DataFrame, table) -> pd.DataFrame:
+def metric_direction(df: pd.DataFrame, metric: str, registry=None) -> bool | None:
+    """Whether higher ``metric`` is better, as the tasks of ``df``'s rows declare it
+    (:func:`kddbench.metrics.direction`); raises :class:`KddbenchError` when no task declares
+    it or two tasks disagree."""
+    from .metrics import direction
+    from .plugins import get_registry
+
+    registry = registry or get_registry()
+    tasks = sorted(set(df["task"].dropna())) if "task" in df else [None]
+    found = {direction(metric, t, registry) for t in tasks or [None]}
+    if len(found) > 1:
+        raise KddbenchError(f"metric {metric!r}: the tasks {', '.join(tasks)} disagree on "
+                            "which way is better")
+    return found.pop()
+
+
+def versus_baseline(df: pd.DataFrame, table, registry=None) -> pd.DataFrame:
     """Each row's difference from the table's ``baseline`` row, per column, with a verdict.
 
-    ``better``/``worse`` when the difference of means exceeds twice its standard error
-    (sqrt(s1^2/n1 + s2^2/n2), seeds as samples); otherwise ``within noise``.  With one seed on
-    either side there is no spread to judge by, and the verdict says so.
+    The verdict is :func:`kddbench.metrics.verdict` (the rule ``compare`` uses), the noise
+    allowed being twice the standard error of the difference of means (sqrt(s1^2/n1 +
+    s2^2/n2), seeds as samples), the direction the one the rows' task declares for the metric
+    (``TaskSpec.metrics``).  With one seed on either side there is no spread to judge by, and
+    the verdict says so; so does a metric no task declares a direction for.
     """
+    from .metrics import verdict as judge
+
     ok = _table_rows(df, table) if table.baseline else None
     if ok is None:
         return pd.DataFrame()
+    try:
+        higher = metric_direction(ok, table.metric, registry)
+        undeclared = None
+    except KddbenchError:
+        higher, undeclared = None, "no declared direction: no verdict"
     keys = list(table.rows) + list(table.columns)
     stats = ok.groupby(keys, sort=False)[table.metric].agg(["mean", "std", "count"])
     is_base = [_matches(dict(zip(keys, k if isinstance(k, tuple) else (k,))), table.baseline)
@@ -158,7 +184,6 @@ def versus_baseline(df: pd.DataFrame, table) -> pd.DataFrame:
     ncol = len(table.columns)
     base_by_col = {k[len(table.rows):] if isinstance(k, tuple) else (): r
                    for k, r in base.iterrows()}
-    lower = table.metric in ("misclassified",) or "time" in table.metric
     out: dict[tuple, dict[str, str]] = {}
     for key, r in stats[[not b for b in is_base]].iterrows():
         key = key if isinstance(key, tuple) else (key,)
@@ -169,11 +194,11 @@ def versus_baseline(df: pd.DataFrame, table) -> pd.DataFrame:
         diff = r["mean"] - b["mean"]
         if r["count"] < 2 or b["count"] < 2:
             verdict = "one seed: no verdict"
+        elif undeclared:
+            verdict = undeclared
         else:
             se = math.sqrt(r["std"] ** 2 / r["count"] + b["std"] ** 2 / b["count"])
-            good = -diff if lower else diff
-            verdict = ("better" if good > 2 * se else "worse" if -good > 2 * se
-                       else "within noise")
+            verdict = judge(diff, 2 * se, higher)
         col = " / ".join(f"{c}={v}" for c, v in zip(table.columns, col_key)) if ncol else \
             table.metric
         out.setdefault(row_key, {})[col] = f"{diff:+.{table.digits}f} ({verdict})"
@@ -223,6 +248,61 @@ def failures(df: pd.DataFrame) -> pd.DataFrame:
     return bad[cols]
 
 
+def table_cells(suite, table) -> list:
+    """The suite's cells a table draws from (its experiments, its ``where``)."""
+    exps = set(table.experiments or [])
+    return [c for c in getattr(suite, "cells", [])
+            if (not exps or c.experiment in exps)
+            and (not table.where or matches(cell_row(c), table.where))]
+
+
+def _seeds_text(seeds: Sequence[int]) -> str:
+    if not seeds:
+        return "no seeds"
+    if len(seeds) > 4 and list(seeds) == list(range(seeds[0], seeds[-1] + 1)):
+        listed = f"{seeds[0]}–{seeds[-1]}"
+    else:
+        listed = ", ".join(map(str, seeds))
+    return f"{len(seeds)} seed{'s' if len(seeds) > 1 else ''}: {listed}"
+
+
+def _values_text(axis: str, values: list[str]) -> str:
+    text = ", ".join(values)
+    return f"{axis} {text}" if len(values) <= 6 and len(text) <= 60 else \
+        f"{axis}: {len(values)} values"
+
+
+def scope_lines(suite) -> list[str]:
+    """What ran, per experiment, derived from the suite's cells (never from its prose): the
+    seeds, the values of every axis, the protocols; and the ``--set`` overrides that shaped
+    them, since a budget text written in the suite file does not follow them."""
+    by_exp: dict[str, list] = {}
+    for cell in getattr(suite, "cells", []):
+        by_exp.setdefault(cell.experiment, []).append(cell)
+    if not by_exp:
+        return []
+    overrides = list(getattr(suite, "overrides", ()) or ())
+    head = "**As run** (derived from the suite's cells"
+    if overrides:
+        head += (", with " + ", ".join(f"`--set {o}`" for o in overrides)
+                 + " applied: where the budget text above disagrees, this is what ran")
+    lines = [head + "):", ""]
+    for exp, cells in by_exp.items():
+        parts = [_seeds_text(sorted({c.seed for c in cells}))]
+        axes: list[str] = []
+        for cell in cells:
+            axes += [a for a in cell.axes if a not in axes]
+        for axis in axes:
+            values = list(dict.fromkeys(label(c.axes.get(axis)) for c in cells
+                                        if c.axes.get(axis) is not None))
+            if values:
+                parts.append(_values_text(axis, values))
+        protocols = list(dict.fromkeys(f"`{c.protocol}`" for c in cells))
+        parts.append(f"protocol{'s' if len(protocols) > 1 else ''} {', '.join(protocols)}")
+        lines.append(f"- `{exp}` ({len(cells)} cells): " + "; ".join(parts))
+    return lines + [""]
+
+
 def render_report(suite, df: pd.DataFrame, references: Sequence = (),
                   figures: Mapping[str, str] | None = None) -> str:
     """The whole Markdown report of a suite: budget, protocols, tables, failures.
@@ -249,19 +329,26 @@ def render_report(suite, df: pd.DataFrame, references: Sequence = (),
         if "wall_time_s" in df and df["wall_time_s"].notna().any():
             lines += [f"Compute: {df['wall_time_s'].sum():.0f} s summed over cells "
                       f"(per-cell wall time, condensation and evaluation included).", ""]
+    lines += scope_lines(suite)
     used = sorted(set(df["protocol"])) if "protocol" in df and not df.empty else []
     if used:
         lines += ["## Protocols", ""]
         for name in used:
             recipe = suite.protocols.get(name, {})
             lines.append(f"- `{name}`: " + ", ".join(f"{k}={v}" for k, v in recipe.items()))
+        selects = sorted({str(suite.protocols.get(n, {}).get("select", "last")) for n in used})
+        tested = ("is measured after the last epoch" if selects == ["last"] else
+                  f"is measured on the model each protocol's `select` ({', '.join(selects)}) "
+                  "chooses")
         lines += ["", "Per-cell recipe overrides are in `results.csv` (column `recipe`); accuracy "
-                  "is measured after the last epoch, never the best epoch on the test set.", ""]
+                  f"{tested}, never the best epoch on the test set.", ""]
     for table in suite.tables:
         lines += [f"## {table.title or table.name}", ""]
         if table.note:
             lines += [table.note.strip(), ""]
-        lines += [f"Metric: `{table.metric}`, mean ± std over seeds (n = seeds)."
+        seeds = sorted({c.seed for c in table_cells(suite, table)})
+        lines += [f"Metric: `{table.metric}`, mean ± std over the seeds of each entry "
+                  f"({_seeds_text(seeds)}; n = seeds finished)."
                   + (" `[paper x]`: the published number." if references else ""), ""]
         lines.append(to_markdown(leaderboard(df, table, references)))
         if table.name in figures:

@@ -28,7 +28,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
-from .errors import suggest, unknown_message
+from .errors import unknown_message
 
 CORE_KEYS = ("suite", "protocols", "experiments", "tables", "references")
 # Columns every tidy results row has besides the axes: a table may show them too.
@@ -66,10 +66,8 @@ def key_problems(path: str, entry: Mapping[str, Any], allowed: Iterable[str],
     out: list[Problem] = []
     for key in entry:
         if key not in allowed:
-            hint = suggest(str(key), allowed)
-            out.append((f"{path}.{key}", "unknown key" + (f"; did you mean {hint!r}?" if hint
-                                                          else "")
-                        + f" (allowed: {', '.join(allowed)})"))
+            out.append((f"{path}.{key}", unknown_message("key", key, allowed, listing="allowed",
+                                                         say_name=False)))
     for key in required:
         if key not in entry:
             out.append((f"{path}.{key}", "missing"))
@@ -111,19 +109,23 @@ class SectionScope:
                     axes.append(axis)
         return axes + [a for a in ID_AXES if a not in axes]
 
-    def axis(self, name: Any, path: str, experiments: Iterable[str] | None = None) -> list[Problem]:
-        """A problem unless ``name`` is an axis of every one of ``experiments``."""
+    def axis(self, name: Any, path: str, experiments: Iterable[str] | None = None,
+             every: bool = True) -> list[Problem]:
+        """A problem unless ``name`` is an axis of every one of ``experiments`` (of at least
+        one of them with ``every=False``); unknown names get a did-you-mean."""
         names = list(self.experiments) if not experiments else list(experiments)
         if not names:
             return []
         known = [n for n in names if n in self.experiments]
         if not known:
             return []
+        if not isinstance(name, str):
+            return [(path, f"expected an axis name (a string), got {name!r}")]
         lacking = [n for n in known if name not in self.axes_of([n])]
-        if not isinstance(name, str) or len(lacking) == len(known):
-            return [(path, unknown_message("axis", str(name), self.axes_of(known))
-                     .replace("(available:", f"(axes of {', '.join(known)}:"))]
-        if lacking:
+        if len(lacking) == len(known):
+            return [(path, unknown_message("axis", name, self.axes_of(known),
+                                           listing=f"axes of {', '.join(known)}"))]
+        if lacking and every:
             return [(path, f"axis {name!r} is not an axis of experiment(s) "
                      f"{', '.join(lacking)}")]
         return []
@@ -143,7 +145,7 @@ class SectionScope:
         by experiment and protocol."""
         groups: dict[tuple, list] = {}
         for cell in self.cells(experiments):
-            row = _cell_row(cell)
+            row = cell_row(cell)
             if where and not matches(row, where):
                 continue
             groups.setdefault(tuple(label(row.get(a)) for a in shown), []).append(cell)
@@ -151,7 +153,7 @@ class SectionScope:
         hidden: dict[str, set[str]] = {}
         configs: dict[tuple, set] = {}
         for key, members in groups.items():
-            rows = [_cell_row(c) for c in members]
+            rows = [cell_row(c) for c in members]
             axes = {a for r in rows for a in r} - ignore - {"task"}
             differing = False
             for axis in sorted(axes):
@@ -179,7 +181,24 @@ class SectionScope:
         return out
 
 
-def _cell_row(cell) -> dict[str, Any]:
+    def values(self, path: str, axis: str, wanted: Any, experiments: Iterable[str] | None = None,
+               what: str = "") -> list[Problem]:
+        """A problem for each of ``wanted`` (a value or a list) that no cell of ``experiments``
+        has on ``axis``: a filter that matches nothing would leave a silently empty table."""
+        cells = self.cells(experiments)
+        if not cells:
+            return []
+        seen = {label(cell_row(c).get(axis)) for c in cells}
+        out = []
+        for value in wanted if isinstance(wanted, list) else [wanted]:
+            if label(value) not in seen:
+                out.append((path, unknown_message(what or f"value of {axis!r}", label(value),
+                                                  sorted(seen), listing="values of its cells")))
+        return out
+
+
+def cell_row(cell) -> dict[str, Any]:
+    """A cell as a results row would key it: its axes, experiment, task, protocol, seed."""
     row = dict(cell.axes)
     row.update({"experiment": cell.experiment, "task": cell.task, "protocol": cell.protocol,
                 "seed": cell.seed})
@@ -330,3 +349,67 @@ def write_section_files(sections: Sequence[ParsedSection], df, out_dir, suite) -
         if write is not None:
             paths.extend(write(s.entry, df, out_dir, suite) or ())
     return paths
+
+
+TABLE_ROLES = ("rows", "columns")
+
+
+def table_problems(items: Any, scope: SectionScope) -> list[Problem]:
+    """What a ``[[tables]]`` entry gets wrong about the experiments it draws from.
+
+    ``rows``, ``columns`` and the keys of ``where`` and ``baseline`` must name axes of the
+    table's experiments (all of the suite's when it names none) or the columns every row has
+    (``experiment``, ``task``, ``protocol``, ``seed``); the values of ``where`` and
+    ``baseline`` must be values some cell has.  A table never averages cells that differ in
+    something it does not show: one entry of the table (its row and column labels) may hold
+    several seeds of one configuration, nothing else; an entry that would pool cells differing
+    in a hidden axis, or with different recipes or options, is refused with the axis named,
+    so the suite shows it (``rows``/``columns``) or keeps one value (``where``).  ``name``
+    names the table's files, so it is a plain name."""
+    out: list[Problem] = []
+    if not isinstance(items, list):
+        return out  # the suite reports the wrong shape
+    for i, table in enumerate(items):
+        path = f"tables[{i}]"
+        if not isinstance(table, Mapping):
+            continue
+        if "name" in table and not plain_name(table["name"]):
+            out.append((f"{path}.name", f"{table['name']!r} is not a plain name (letters, "
+                        "digits, '_', '.', '-'): it names the table's CSV and figure files"))
+        exps = table.get("experiments", [])
+        exps = [e for e in (exps if isinstance(exps, list) else [exps])
+                if isinstance(e, str) and e in scope.experiments]
+        if table.get("experiments") and not exps:
+            continue  # unknown experiments are reported by the suite
+        shown: list[str] = []
+        found: list[Problem] = []
+        for role in TABLE_ROLES:
+            value = table.get(role, [])
+            keys = value if isinstance(value, list) else [value]
+            if role == "rows" and "rows" in table and not keys:
+                found.append((f"{path}.rows", "at least one row axis"))
+            for j, key in enumerate(keys):
+                where = f"{path}.{role}[{j}]" if isinstance(value, list) else f"{path}.{role}"
+                problems = scope.axis(key, where, exps, every=False)
+                if not problems and key in shown:
+                    problems = [(where, f"axis {key!r} is shown twice (rows and columns "
+                                 "hold each axis once)")]
+                found += problems
+                if not problems:
+                    shown.append(key)
+        for role in ("where", "baseline"):
+            filt = table.get(role, {})
+            if not isinstance(filt, Mapping):
+                found.append((f"{path}.{role}", f"expected a table of axis = value(s), got "
+                              f"{filt!r}"))
+                continue
+            for key, wanted in filt.items():
+                problems = scope.axis(key, f"{path}.{role}.{key}", exps, every=False)
+                found += problems or scope.values(f"{path}.{role}.{key}", key, wanted, exps)
+        out += found
+        if found:
+            continue
+        where = table.get("where", {})
+        out += scope.pooling(path, shown, exps or None, where=where,
+                             what=f"table {table.get('name', i)!r}: one entry")
+    return out
