@@ -90,3 +90,129 @@ recipe = { epochs = 1 }
     df = load_results(tmp_path / "o")
     assert sorted(df["status"]) == ["error", "ok"]
     assert "--download" in df.loc[df["status"] == "error", "error"].iloc[0]
+
+
+# ---- stand-ins in each data set's real on-disk format, read by the real loaders ----------
+from kddbench_plugins.datasets import standins  # noqa: E402
+
+STANDIN = {"mnist": ((1, 28, 28), 10), "fashion-mnist": ((1, 28, 28), 10),
+           "usps": ((1, 16, 16), 10), "cifar10": ((3, 32, 32), 10),
+           "cifar100": ((3, 32, 32), 100), "svhn": ((3, 32, 32), 10),
+           "mhist": ((3, 224, 224), 2)}
+
+
+@pytest.mark.parametrize("name", sorted(STANDIN))
+def test_loaders_read_standins_in_the_real_format(name, tmp_path):
+    shape, classes = STANDIN[name]
+    standins.write_standin(name, tmp_path, per_class=3, seed=1)
+    d = _load(name, tmp_path)
+    assert d.num_classes == classes and d.x_train.shape == (3 * classes, *shape)
+    assert d.x_test.shape == (3 * classes, *shape)
+    assert torch.bincount(d.y_train, minlength=classes).tolist() == [3] * classes
+    assert torch.bincount(d.y_test, minlength=classes).tolist() == [3] * classes
+    assert "stand-in" in d.notes
+    # normalised with the data set's mean/std: undoing it gives pixels in [0, 1]
+    mean = torch.tensor(d.mean).view(1, -1, 1, 1)
+    std = torch.tensor(d.std).view(1, -1, 1, 1)
+    raw = d.x_train * std + mean
+    assert float(raw.min()) >= -1e-5 and float(raw.max()) <= 1 + 1e-5
+    assert float(d.x_train.mean().abs()) < 3  # normalised, not raw bytes
+    again = _load(name, tmp_path)
+    assert again.fingerprint() == d.fingerprint()
+
+
+def test_standin_arrays_match_torchvisions_own_readers(tmp_path):
+    """MNIST and USPS: torchvision reads the stand-ins offline; our loaders give its arrays."""
+    import torchvision.datasets as tvd
+
+    for name in ("mnist", "usps"):
+        standins.write_standin(name, tmp_path, per_class=2)
+    ours = _load("mnist", tmp_path)
+    theirs = tvd.MNIST(str(tmp_path), train=True)
+    pixels = (ours.x_train[:, 0] * 0.3081 + 0.1307).mul(255).round().to(torch.uint8)
+    assert torch.equal(pixels, theirs.data) and ours.y_train.tolist() == theirs.targets.tolist()
+    ours = _load("usps", tmp_path)
+    theirs = tvd.USPS(str(tmp_path / "usps"), train=False)
+    pixels = (ours.x_test[:, 0] * ours.std[0] + ours.mean[0]).mul(255).round().to(torch.uint8)
+    assert pixels.numpy().tolist() == theirs.data.tolist()
+    assert ours.y_test.tolist() == list(theirs.targets)
+
+
+def test_mnist_reads_the_published_gz_files_offline(tmp_path):
+    import gzip
+
+    raw = standins.write_standin("mnist", tmp_path, per_class=2)
+    plain = _load("mnist", tmp_path)
+    for f in list(raw.glob("*-ubyte")):
+        f.with_name(f.name + ".gz").write_bytes(gzip.compress(f.read_bytes()))
+        f.unlink()
+    assert _load("mnist", tmp_path).fingerprint() == plain.fingerprint()
+
+
+# a damaged file: which one, and what to do, in one line (the CLI prints it without traceback)
+CORRUPT = {"mnist": "MNIST/raw/train-images-idx3-ubyte", "usps": "usps/usps.t.bz2",
+           "cifar10": "cifar-10-batches-py/data_batch_1", "cifar100": "cifar-100-python/meta",
+           "svhn": "svhn/test_32x32.mat", "mhist": "mhist/images/MHIST_001.png",
+           "fashion-mnist": "FashionMNIST/raw/t10k-labels-idx1-ubyte"}
+
+
+@pytest.mark.parametrize("name", sorted(CORRUPT))
+def test_truncated_file_is_one_line_naming_it(name, tmp_path):
+    standins.write_standin(name, tmp_path, per_class=2)
+    path = tmp_path / CORRUPT[name]
+    path.write_bytes(path.read_bytes()[: max(1, path.stat().st_size // 2)])
+    with pytest.raises(DataMissingError) as err:
+        _load(name, tmp_path)
+    text = str(err.value)
+    assert "\n" not in text and str(path) in text and "--download" in text
+
+
+def test_real_cifar_files_must_match_the_published_checksums(tmp_path, monkeypatch):
+    """A copy without the stand-in marker is checked like torchvision checks it; the documented
+    switch reads a local copy as it is."""
+    folder = standins.write_standin("cifar10", tmp_path, per_class=2)
+    (folder / standins.MARKER).unlink()
+    with pytest.raises(DataMissingError) as err:
+        _load("cifar10", tmp_path)
+    assert "md5" in str(err.value) and "KDDBENCH_TRUST_LOCAL_DATA" in str(err.value)
+    monkeypatch.setenv("KDDBENCH_TRUST_LOCAL_DATA", "1")
+    assert len(_load("cifar10", tmp_path).x_train) == 20
+
+
+@pytest.mark.parametrize("name,cls_name", [("mnist", "MNIST"), ("cifar10", "CIFAR10"),
+                                           ("svhn", "SVHN"), ("usps", "USPS")])
+def test_download_goes_through_torchvision(name, cls_name, tmp_path, monkeypatch):
+    """With download allowed, missing files are fetched by torchvision's downloader (here a
+    fake that writes stand-ins where torchvision would), then read."""
+    import torchvision.datasets as tvd
+
+    calls = []
+
+    class Fake:
+        def __init__(self, root, download=False, **kw):
+            calls.append((root, download, kw))
+            standins.write_standin(name, tmp_path, per_class=2)
+
+    monkeypatch.setattr(tvd, cls_name, type(cls_name, (Fake,), {
+        k: getattr(getattr(tvd, cls_name), k) for k in ("train_list", "test_list", "meta",
+                                                         "split_list")
+        if hasattr(getattr(tvd, cls_name), k)}))
+    spec = REG.get("dataset", name)
+    d = spec.load()(tmp_path, True)
+    assert calls and all(download for _root, download, _kw in calls)
+    assert d.num_classes == 10 and len(d.x_train) == 20
+
+
+def test_corrupt_data_is_one_line_from_the_cli(tmp_path, cli):
+    folder = standins.write_standin("cifar10", tmp_path / "data", per_class=2)
+    (folder / "test_batch").write_bytes(b"not a pickle")
+    suite = tmp_path / "s.toml"
+    suite.write_text('[[experiments]]\nname = "e"\ntask = "condense"\ndataset = "cifar10"\n'
+                     'method = "random"\nipc = 1\neval_arch = "mlp"\nrecipe = { epochs = 1 }\n')
+    code, out, err = cli("run", suite, "--out", tmp_path / "o", "--jobs", "1", "--no-progress",
+                         "--data-root", tmp_path / "data")
+    assert "Traceback" not in err
+    from kddbench import load_results
+
+    message = load_results(tmp_path / "o")["error"].iloc[0]
+    assert "test_batch" in message and "--download" in message
