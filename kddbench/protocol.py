@@ -1,7 +1,7 @@
 """The one training and evaluation protocol every method is judged by.
 
-A :class:`Recipe` says how to train (defaults: REFERENCE.md section 2, the evaluation protocol of
-the dataset-distillation papers).  :func:`train` runs it on tensors that already sit on the
+A :class:`Recipe` (:mod:`kddbench.recipe`, torch-free) says how to train; its defaults are the
+evaluation protocol of the dataset-distillation papers.  :func:`train` runs it on tensors that already sit on the
 device, with no DataLoader in the hot loop; :func:`evaluate` measures the real test set.
 Everything random draws from generators seeded by the caller.
 """
@@ -11,54 +11,21 @@ import contextlib
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, fields, replace
-from typing import Any, Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import KddbenchError
+from .errors import KddbenchError, unknown_message
 from .nn import count_parameters, model_size_mb
-
-PROTOCOL_VERSION = "1"
+from .recipe import (OPTIMIZERS, PROTOCOL_VERSION, RECIPE_KEYS, SCHEDULES, Recipe,  # noqa: F401
+                     check_recipe, lr_at)
 
 Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 # loss_fn(model, x_batch, y_batch, index_batch) -> scalar loss
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """How a model is trained and tested.  Every field can be set per suite protocol."""
-
-    epochs: int = 300
-    batch_size: int = 256
-    optimizer: str = "sgd"          # sgd | adam
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    schedule: str = "step_half"     # step_half (x0.1 at half) | cosine | constant
-    augment: str = "none"           # none | dsa | flip_rotate (see kddbench.augment)
-    test_batch_size: int = 256
-    label_smoothing: float = 0.0
-
-    @classmethod
-    def from_mapping(cls, values: Mapping[str, Any]) -> "Recipe":
-        known = {f.name for f in fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise KddbenchError(f"unknown protocol keys {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**values)
-
-    def with_(self, **changes: Any) -> "Recipe":
-        return replace(self, **changes)
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-RECIPE_KEYS = tuple(f.name for f in fields(Recipe))
 
 
 @contextlib.contextmanager
@@ -81,17 +48,9 @@ def make_optimizer(recipe: Recipe, params) -> torch.optim.Optimizer:
                                weight_decay=recipe.weight_decay)
     if recipe.optimizer == "adam":
         return torch.optim.Adam(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
-    raise KddbenchError(f"unknown optimizer {recipe.optimizer!r} (sgd, adam)")
-
-
-def lr_at(recipe: Recipe, epoch: int, base_lr: float) -> float:
-    if recipe.schedule == "step_half":
-        return base_lr * (0.1 if epoch >= recipe.epochs // 2 and recipe.epochs > 1 else 1.0)
-    if recipe.schedule == "cosine":
-        return base_lr * 0.5 * (1 + math.cos(math.pi * epoch / max(1, recipe.epochs)))
-    if recipe.schedule == "constant":
-        return base_lr
-    raise KddbenchError(f"unknown schedule {recipe.schedule!r} (step_half, cosine, constant)")
+    if recipe.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
+    raise KddbenchError(unknown_message("optimizer", recipe.optimizer, OPTIMIZERS))
 
 
 def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor, smoothing: float = 0.0):

@@ -7,6 +7,8 @@ CONTRIBUTING.md ("Suite files") for the format; ``suites/quickstart.toml`` is an
 from __future__ import annotations
 
 import itertools
+import os
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,11 +20,14 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from . import names
-from .cells import Cell
-from .errors import KddbenchError, suggest
+from .axes import Axis
+from .cells import Cell, canonical_json
+from .errors import KddbenchError, suggest, unknown_message
+from .options import Option, check_option, check_options
 from .plugins import Registry, get_registry
-from .protocol import PROTOCOL_VERSION, RECIPE_KEYS, Recipe
-from .sections import parse_sections, section_keys
+from .recipe import PROTOCOL_VERSION, RECIPE_KEYS, Recipe, check_recipe
+from .recipe import normalize as normalize_recipe
+from .sections import experiment_scope, parse_sections, section_keys, table_problems
 
 SUITE_KEYS = ("suite", "protocols", "experiments", "tables", "references")  # + section keys
 SUITE_META_KEYS = ("name", "description", "budget")
@@ -32,6 +37,14 @@ OVERRIDE_KEYS = ("match", "protocol", "recipe", "options", "skip")
 TABLE_KEYS = ("name", "title", "experiments", "where", "rows", "columns", "metric", "digits",
               "reference", "note", "baseline")
 REFERENCE_KEYS = ("match", "metric", "value", "std", "source", "note")
+TABLE_TYPES = {"name": "str", "title": "str", "experiments": "strs", "where": "table",
+               "rows": "strs", "columns": "strs", "metric": "str", "digits": "int",
+               "reference": "bool", "note": "str", "baseline": "table"}
+REFERENCE_TYPES = {"match": "table", "metric": "str", "value": "number", "std": "number",
+                   "source": "str", "note": "str"}
+MAX_CELLS_ENV = "KDDBENCH_MAX_CELLS"
+DEFAULT_MAX_CELLS = 100_000
+_PLAIN_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 DEFAULT_PROTOCOL = "default"
 PROTOCOL_OPTION_PREFIX = "protocol:"  # cell.options key of a recipe named by a protocol axis
 
@@ -81,6 +94,7 @@ class Suite:
     sections: list  # kddbench.sections.ParsedSection, in suite order
     protocols: dict[str, dict[str, Any]]
     raw: dict[str, Any]
+    overrides: tuple[str, ...] = ()  # the --set items applied to the file (for the report)
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -117,72 +131,238 @@ def parse_value(text: str) -> Any:
         return text
 
 
-def apply_overrides(raw: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
-    """Apply ``dotted.path=value`` overrides; ``experiments.*.seeds=[0]`` sets every experiment."""
+def apply_overrides(raw: dict[str, Any], overrides: Iterable[str],
+                    source: str = "--set") -> dict[str, Any]:
+    """Apply ``dotted.path=value`` overrides.  ``*`` stands for every item of a list (or every
+    entry of a table): ``experiments.*.seeds=[0]`` sets every experiment's seeds; a path may
+    end on a list index (``experiments.0={...}`` replaces that item).  A path that leads
+    nowhere (past a value that is not a table or list, to an item a list does not have) is a
+    :class:`SuiteError` naming it."""
     for item in overrides:
-        if "=" not in item:
-            raise KddbenchError(f"override {item!r} is not of the form key.path=value")
-        path, _, text = item.partition("=")
-        keys = path.strip().split(".")
-        _set_path(raw, keys, parse_value(text.strip()), item)
+        path, eq, text = str(item).partition("=")
+        keys = [k.strip() for k in path.strip().split(".")]
+        if not eq or not all(keys):
+            raise SuiteError([f"{source}: --set {item!r}: not of the form key.path=value "
+                              "(dot-separated keys, no empty key)"])
+        _set_path(raw, keys, parse_value(text.strip()), item, source, "")
     return raw
 
 
-def _set_path(node: Any, keys: list[str], value: Any, item: str) -> None:
+def _set_path(node: Any, keys: list[str], value: Any, item: str, source: str,
+              where: str) -> None:
     key, rest = keys[0], keys[1:]
+    here = f"{where}.{key}" if where else key
+
+    def fail(message: str):
+        raise SuiteError([f"{source}: {here}: {message} (in --set {item!r})"])
+
     if isinstance(node, list):
-        targets = node if key == "*" else [node[int(key)]] if key.isdigit() and int(key) < len(
-            node) else None
-        if targets is None:
-            raise KddbenchError(f"override {item!r}: no list item {key!r}")
-        for target in targets:
-            _set_path(target, rest, value, item) if rest else None
+        if key == "*":
+            indices = range(len(node))
+        elif key.isdigit():
+            if int(key) >= len(node):
+                fail(f"no item {key}: {where or 'the list'} has {len(node)} item(s), "
+                     f"0 to {len(node) - 1}" if node else f"no item {key}: the list is empty")
+            indices = [int(key)]
+        else:
+            fail(f"{where or 'this'} is a list: index it with a number or *")
+        for i in indices:
+            if rest:
+                _set_path(node[i], rest, value, item, source, f"{where}.{i}" if where else str(i))
+            else:
+                node[i] = value
+        return
+    if not isinstance(node, dict):
+        fail(f"{where} is {_type_name(node)}, not a table or a list")
+    if key == "*" and "*" not in node:
+        for name in list(node):
+            if rest:
+                _set_path(node[name], rest, value, item, source, f"{where}.{name}" if where
+                          else name)
+            else:
+                node[name] = value
         return
     if not rest:
         node[key] = value
         return
-    _set_path(node.setdefault(key, {}), rest, value, item)
+    _set_path(node.setdefault(key, {}), rest, value, item, source, here)
+
+
+def _read_suite_text(path: Path) -> str:
+    if path.is_dir():
+        raise SuiteError([f"{path}: is a directory, not a suite file (pass a .toml file)"])
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise SuiteError([f"{path}: cannot read: {exc.strerror or exc}"]) from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SuiteError([f"{path}: not a UTF-8 text file (byte {exc.start} is not UTF-8); "
+                          "a suite is a TOML file"]) from None
+
+
+def max_cells_limit(max_cells: int | None = None) -> int:
+    """The most cells a suite may expand to (0: no limit): ``max_cells``, else the
+    ``KDDBENCH_MAX_CELLS`` environment variable (``--force`` sets it to 0), else 100,000."""
+    if max_cells is not None:
+        return int(max_cells)
+    text = os.environ.get(MAX_CELLS_ENV, "").strip()
+    if not text:
+        return DEFAULT_MAX_CELLS
+    try:
+        return max(0, int(text))
+    except ValueError:
+        raise KddbenchError(f"{MAX_CELLS_ENV}={text!r}: expected a whole number of cells "
+                            "(0: no limit)") from None
 
 
 def load_suite(path: str | Path, overrides: Iterable[str] = (),
-               registry: Registry | None = None) -> Suite:
-    """Read, validate and expand a suite file (raises :class:`SuiteError` listing every problem)."""
+               registry: Registry | None = None, max_cells: int | None = None) -> Suite:
+    """Read, validate and expand a suite file (raises :class:`SuiteError` listing every problem).
+
+    max_cells: refuse a suite that expands to more cells (default :func:`max_cells_limit`)."""
     path = Path(path)
     if not path.exists():
         raise KddbenchError(f"suite file not found: {path}")
+    text = _read_suite_text(path)
     try:
-        raw = tomllib.loads(path.read_text())
+        raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise SuiteError([f"{path}: not valid TOML: {exc}"]) from None
-    raw = apply_overrides(raw, overrides)
-    return build_suite(raw, str(path), registry or get_registry(), path)
+    overrides = tuple(overrides)
+    raw = apply_overrides(raw, overrides, str(path))
+    suite = build_suite(raw, str(path), registry or get_registry(), path, max_cells)
+    suite.overrides = overrides
+    return suite
+
+
+def _type_name(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, Mapping):
+        return "a table"
+    if isinstance(value, list):
+        return "a list"
+    return type(value).__name__
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+_KINDS: dict[str, tuple[Any, str]] = {
+    "str": (lambda v: isinstance(v, str), "a string"),
+    "int": (_is_int, "an integer"),
+    "bool": (lambda v: isinstance(v, bool), "true or false"),
+    "number": (lambda v: _is_int(v) or isinstance(v, float), "a number"),
+    "table": (lambda v: isinstance(v, Mapping), "a table"),
+    "tables": (lambda v: isinstance(v, list) and all(isinstance(x, Mapping) for x in v),
+               "a list of tables ([[...]])"),
+    "strs": (lambda v: isinstance(v, str) or isinstance(v, list) and all(
+        isinstance(x, str) for x in v), "a string or a list of strings"),
+    "ints": (lambda v: _is_int(v) or isinstance(v, list) and all(_is_int(x) for x in v),
+             "an integer or a list of integers"),
+}
+
+
+def _check_types(problems: _Problems, path: str, entry: Mapping[str, Any],
+                 schema: Mapping[str, str]) -> bool:
+    """Each key of ``entry`` named in ``schema`` holds its kind; False if any does not."""
+    ok = True
+    for key, kind in schema.items():
+        if key in entry:
+            test, what = _KINDS[kind]
+            if not test(entry[key]):
+                problems.add(f"{path}.{key}" if path else key,
+                             f"expected {what}, got {_type_name(entry[key])} "
+                             f"{_short(entry[key])}")
+                ok = False
+    return ok
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _as_tables(problems: _Problems, path: str, value: Any) -> list[Mapping[str, Any]]:
+    """``value`` as a list of tables (``[[path]]``); anything else is one problem."""
+    if isinstance(value, list) and all(isinstance(x, Mapping) for x in value):
+        return value
+    if isinstance(value, list):
+        for i, x in enumerate(value):
+            if not isinstance(x, Mapping):
+                problems.add(f"{path}[{i}]", f"expected a table, got {_type_name(x)} "
+                             f"{_short(x)}")
+        return [x for x in value if isinstance(x, Mapping)]
+    problems.add(path, f"expected a list of tables ([[{path.rsplit('.', 1)[-1]}]]), got "
+                 f"{_type_name(value)} {_short(value)}")
+    return []
+
+
+def _as_table(problems: _Problems, path: str, value: Any) -> Mapping[str, Any]:
+    if isinstance(value, Mapping):
+        return value
+    problems.add(path, f"expected a table, got {_type_name(value)} {_short(value)}")
+    return {}
+
+
+def _check_name(problems: _Problems, name: Any, from_file: bool) -> str:
+    text = name if isinstance(name, str) else str(name)
+    if not isinstance(name, str) or not _PLAIN_NAME.match(text) or text in (".", ".."):
+        hint = "; set [suite] name" if from_file else ""
+        problems.add("suite.name", f"{_short(name)} is not a plain name (letters, digits, "
+                     f"'_', '-', '.'; no path separators or '..'): it names the report "
+                     f"directory; write the reports elsewhere with --out{hint}")
+    return text
 
 
 def build_suite(raw: dict[str, Any], source: str, registry: Registry,
-                path: Path | None = None) -> Suite:
+                path: Path | None = None, max_cells: int | None = None) -> Suite:
     problems = _Problems(source)
+    limit = max_cells_limit(max_cells)
     problems.unknown_keys("", raw, SUITE_KEYS + tuple(section_keys(registry)))
-    meta = raw.get("suite", {})
+    meta = _as_table(problems, "suite", raw.get("suite", {}))
     problems.unknown_keys("suite", meta, SUITE_META_KEYS)
-    name = str(meta.get("name") or (path.stem if path else "suite"))
-    protocols = _resolve_protocols(raw.get("protocols", {}), problems)
+    _check_types(problems, "suite", meta, {"name": "str", "description": "str", "budget": "str"})
+    name = _check_name(problems, meta["name"], False) if "name" in meta else _check_name(
+        problems, path.stem if path else "suite", True)
+    protocols = _resolve_protocols(_as_table(problems, "protocols", raw.get("protocols", {})),
+                                   problems, registry)
     cells: list[Cell] = []
-    experiments = raw.get("experiments", [])
-    if not experiments:
+    experiments = _as_tables(problems, "experiments", raw.get("experiments", []))
+    if not experiments and "experiments" not in raw:
         problems.add("experiments", "a suite needs at least one [[experiments]] table")
+    elif not experiments and isinstance(raw.get("experiments"), list):
+        problems.add("experiments", "an empty list: a suite needs at least one experiment")
     names_seen: set[str] = set()
+    budget = [limit, limit]
     for i, exp in enumerate(experiments):
-        exp_name = str(exp.get("name", f"experiment{i}"))
+        exp_name = exp.get("name", f"experiment{i}")
+        if not isinstance(exp_name, str):
+            exp_name = str(exp_name)  # the type problem is reported with the experiment
         if exp_name in names_seen:
             problems.add(f"experiments[{i}].name", f"duplicate experiment name {exp_name!r}")
         names_seen.add(exp_name)
         cells.extend(_expand_experiment(exp, f"experiments[{i}]", exp_name, protocols, registry,
-                                        problems))
+                                        problems, budget))
     seen: dict[str, Cell] = {}
     for cell in cells:
         seen.setdefault(cell.cell_id, cell)
-    tables = _parse_tables(raw.get("tables", []), names_seen, problems)
-    references = _parse_references(raw.get("references", []), problems)
+    table_items = _as_tables(problems, "tables", raw.get("tables", []))
+    tables = _parse_tables(table_items, names_seen, problems)
+    scope = experiment_scope(raw, registry, names_seen, list(seen.values()))
+    for where, message in table_problems(table_items, scope):
+        problems.add(where, message)
+    references = _parse_references(_as_tables(problems, "references",
+                                              raw.get("references", [])), problems)
     sections, found = parse_sections(raw, registry, names_seen, list(seen.values()))
     for where, message in found:
         problems.add(where, message)
@@ -191,7 +371,8 @@ def build_suite(raw: dict[str, Any], source: str, registry: Registry,
                  list(seen.values()), tables, references, sections, protocols, raw)
 
 
-def _resolve_protocols(table: Mapping[str, Any], problems: _Problems) -> dict[str, dict]:
+def _resolve_protocols(table: Mapping[str, Any], problems: _Problems,
+                       registry: Registry | None = None) -> dict[str, dict]:
     resolved: dict[str, dict[str, Any]] = {DEFAULT_PROTOCOL: Recipe().as_dict()}
     allowed = ("base", "description") + RECIPE_KEYS
 
@@ -203,20 +384,30 @@ def _resolve_protocols(table: Mapping[str, Any], problems: _Problems) -> dict[st
             return Recipe().as_dict()
         body = table[name]
         problems.unknown_keys(f"protocols.{name}", body, allowed)
+        _check_types(problems, f"protocols.{name}", body, {"base": "str", "description": "str"})
         base_name = body.get("base", DEFAULT_PROTOCOL)
-        if base_name not in table and base_name != DEFAULT_PROTOCOL:
+        if not isinstance(base_name, str):
+            base = Recipe().as_dict()
+        elif base_name not in table and base_name != DEFAULT_PROTOCOL:
             _unknown(problems, f"protocols.{name}.base", "protocol", base_name,
                      list(table) + [DEFAULT_PROTOCOL])
+            base = Recipe().as_dict()
+        elif base_name != DEFAULT_PROTOCOL and not isinstance(table[base_name], Mapping):
             base = Recipe().as_dict()
         else:
             base = resolve(base_name, stack + (name,))
         merged = dict(base)
         merged.update({k: v for k, v in body.items() if k in RECIPE_KEYS})
-        _check_recipe(merged, f"protocols.{name}", problems)
-        resolved[name] = merged
-        return merged
+        for key, message in check_recipe(merged, registry):
+            problems.add(f"protocols.{name}.{key}", message)
+        resolved[name] = normalize_recipe(merged)
+        return resolved[name]
 
     for name in table:
+        if name == DEFAULT_PROTOCOL:
+            problems.add(f"protocols.{name}", f"{DEFAULT_PROTOCOL!r} is the built-in recipe; "
+                         "give your protocol another name")
+            continue
         if not isinstance(table[name], Mapping):
             problems.add(f"protocols.{name}", "must be a table of recipe keys")
             continue
@@ -224,36 +415,155 @@ def _resolve_protocols(table: Mapping[str, Any], problems: _Problems) -> dict[st
     return resolved
 
 
-def _check_recipe(recipe: Mapping[str, Any], path: str, problems: _Problems) -> None:
-    defaults = Recipe().as_dict()
-    for key, value in recipe.items():
-        if key in defaults and not _same_type(defaults[key], value):
-            problems.add(f"{path}.{key}",
-                         f"expected {type(defaults[key]).__name__}, got {value!r}")
-
-
-def _same_type(default: Any, value: Any) -> bool:
-    if isinstance(default, bool) or isinstance(value, bool):
-        return isinstance(default, bool) and isinstance(value, bool)
-    if isinstance(default, float):
-        return isinstance(value, (int, float))
-    if isinstance(default, int):
-        return isinstance(value, int)
-    if default is None:
-        return True
-    return isinstance(value, type(default))
+def _check_recipe(recipe: Any, path: str, problems: _Problems,
+                  registry: Registry | None = None) -> bool:
+    """A partial recipe (an experiment's or an override's): a table of known keys, each
+    value valid on its own (rules across keys are checked on each cell's whole recipe)."""
+    if not isinstance(recipe, Mapping):
+        problems.add(path, f"expected a table of recipe keys, got {_type_name(recipe)} "
+                     f"{_short(recipe)}")
+        return False
+    before = len(problems.items)
+    problems.unknown_keys(path, recipe, RECIPE_KEYS)
+    for key, message in check_recipe(recipe, registry, complete=False):
+        problems.add(f"{path}.{key}", message)
+    return len(problems.items) == before
 
 
 def _unknown(problems: _Problems, path: str, kind: str, name: Any, choices: Iterable[str]):
     choices = sorted(set(map(str, choices)))
     hint = suggest(str(name), choices)
-    problems.add(path, f"unknown {kind} {name!r}" + (f"; did you mean {hint!r}?" if hint else "")
+    problems.add(path, f"unknown {kind} {_short(name)}"
+                 + (f"; did you mean {hint!r}?" if hint else "")
                  + f" (available: {', '.join(choices)})")
+
+
+EXPERIMENT_TYPES = {"name": "str", "task": "str", "description": "str", "protocol": "str",
+                    "recipe": "table", "options": "table", "overrides": "tables"}
+OVERRIDE_TYPES = {"match": "table", "protocol": "str", "recipe": "table", "options": "table",
+                  "skip": "bool"}
+
+
+def _axis_values(axis_name: str, axis: Axis, raw_value: Any, path: str, task,
+                 protocols: Mapping[str, Any], registry: Registry, problems: _Problems,
+                 canonical: bool = True) -> list[Any] | None:
+    """The checked values of one axis (plugin names canonical, alternatives expanded), or
+    None when a value is wrong (each wrong value is one problem)."""
+    where = f"{path}.{axis_name}"
+    values = list(raw_value) if isinstance(raw_value, list) else [raw_value]
+    if not values:
+        problems.add(where, f"an empty list: give at least one value ({axis.describe()})")
+        return None
+    out: list[Any] = []
+    ok = True
+    for value in values:
+        if axis.kind == "plugin":
+            if isinstance(value, str) and value in axis.reserved:
+                out.append(value)
+                continue
+            if not isinstance(value, str):
+                problems.add(where, f"expected {axis.describe()}, got {_type_name(value)} "
+                             f"{_short(value)}")
+                ok = False
+                continue
+            try:
+                variants = names.expand(value) if canonical else [value]
+            except KddbenchError as exc:
+                problems.add(where, str(exc))
+                ok = False
+                continue
+            for variant in variants:
+                try:
+                    spec = registry.get(axis.family, names.split(variant)[0])
+                    canon = registry.canonical(axis.family, variant)
+                except KeyError:
+                    choices = registry.names(axis.family) + list(axis.reserved) + list(
+                        getattr(registry, "aliases", {}).get(axis.family, {}))
+                    problems.add(where, unknown_message(_family_label(axis.family),
+                                                        names.split(variant)[0], choices))
+                    ok = False
+                    continue
+                except KddbenchError as exc:
+                    problems.add(where, str(exc))
+                    ok = False
+                    continue
+                if not _check_inline_options(variant, spec, where, problems, registry):
+                    ok = False
+                out.append(canon)
+        elif axis.kind == "int":
+            message = check_option(Option(None, "int", axis.min, axis.max), value)
+            if message:
+                problems.add(where, f"expected {axis.describe()}, got {_type_name(value)} "
+                             f"{_short(value)}")
+                ok = False
+            out.append(value)
+        elif axis.kind == "protocol":
+            if not isinstance(value, str):
+                problems.add(where, f"expected a protocol name, got {_type_name(value)} "
+                             f"{_short(value)}")
+                ok = False
+            elif value not in protocols:
+                _unknown(problems, where, "protocol", value, protocols)
+                ok = False
+            out.append(value)
+        elif axis.kind == "str":
+            if not isinstance(value, str):
+                problems.add(where, f"expected a string, got {_type_name(value)} "
+                             f"{_short(value)}")
+                ok = False
+            out.append(value)
+        else:
+            if isinstance(value, (Mapping, list)):
+                problems.add(where, f"expected a single value, got {_type_name(value)} "
+                             f"{_short(value)}")
+                ok = False
+            out.append(value)
+    if ok and len(set(map(repr, out))) != len(out):
+        dup = next(v for i, v in enumerate(out) if repr(v) in map(repr, out[:i]))
+        problems.add(where, f"{dup!r} appears twice")
+        ok = False
+    return out if ok else None
+
+
+def _family_label(family: str) -> str:
+    try:
+        from .plugins import FAMILY_SINGULAR
+
+        return FAMILY_SINGULAR.get(family, family)
+    except ImportError:  # pragma: no cover
+        return family
+
+
+def _seeds(exp: Mapping[str, Any], path: str, problems: _Problems) -> list[int] | None:
+    seeds = exp.get("seeds", [0])
+    where = f"{path}.seeds"
+    if _is_int(seeds):
+        if seeds < 1:
+            problems.add(where, f"a count of seeds is at least 1, got {seeds}")
+            return None
+        return list(range(seeds))
+    if not isinstance(seeds, list) or not all(_is_int(s) for s in seeds):
+        problems.add(where, f"expected a list of integers (seeds = [0, 1, 2]) or a count "
+                     f"(seeds = 3), got {_type_name(seeds)} {_short(seeds)}")
+        return None
+    if not seeds:
+        problems.add(where, "an empty list: give at least one seed (seeds = [0]) or a count")
+        return None
+    if any(s < 0 for s in seeds):
+        problems.add(where, f"seeds are integers >= 0, got {seeds}")
+        return None
+    if len(set(seeds)) != len(seeds):
+        problems.add(where, f"a seed appears twice in {seeds}")
+        return None
+    return seeds
 
 
 def _expand_experiment(exp: Mapping[str, Any], path: str, name: str,
                        protocols: dict[str, dict], registry: Registry,
-                       problems: _Problems) -> list[Cell]:
+                       problems: _Problems, budget: list[int] | None = None) -> list[Cell]:
+    before = len(problems.items)
+    if not _check_types(problems, path, exp, EXPERIMENT_TYPES):
+        return []
     task_name = exp.get("task")
     if task_name is None:
         problems.add(f"{path}.task", "missing (every experiment names a task: "
@@ -264,91 +574,83 @@ def _expand_experiment(exp: Mapping[str, Any], path: str, name: str,
     except KeyError:
         _unknown(problems, f"{path}.task", "task", task_name, registry.names("task"))
         return []
-    axis_keys = [k for k in exp if k not in EXPERIMENT_KEYS]
-    for key in axis_keys:
-        if key not in task.axes:
-            allowed = list(EXPERIMENT_KEYS) + list(task.axes)
+    typed: Mapping[str, Axis] = task.axis_types
+    for key in exp:
+        if key not in EXPERIMENT_KEYS and key not in typed:
+            allowed = list(EXPERIMENT_KEYS) + list(typed)
             hint = suggest(key, allowed)
             problems.add(f"{path}.{key}", f"unknown key for task {task.name!r}"
                          + (f"; did you mean {hint!r}?" if hint else "")
                          + f" (allowed: {', '.join(allowed)})")
-    for key in task.required:
+    required = [k for k, a in typed.items() if a.required]
+    for key in required:
         if key not in exp:
             problems.add(f"{path}.{key}", f"missing (task {task.name!r} requires "
-                         f"{', '.join(task.required)})")
-    axes: dict[str, list[Any]] = {k: _as_list(exp[k]) for k in task.axes if k in exp}
-    # plugin names: validate and canonicalise (aliases -> names)
-    for axis, family in task.plugin_axes.items():
-        if axis not in axes:
-            continue
-        canon = []
-        for value in axes[axis]:
-            if value is None or value in task.reserved.get(axis, ()):
-                canon.append(value)
-                continue
-            try:
-                variants = names.expand(str(value))
-            except KddbenchError as exc:
-                problems.add(f"{path}.{axis}", str(exc))
-                continue
-            for variant in variants:
-                try:
-                    canon.append(registry.canonical(family, variant))
-                except KeyError as exc:
-                    problems.add(f"{path}.{axis}", str(exc))
-                    continue
-                _check_inline_options(variant, registry.get(family, variant),
-                                      f"{path}.{axis}", problems)
-        axes[axis] = canon
-    for axis in task.protocol_axes:
-        for value in axes.get(axis, []):
-            if value not in protocols:
-                _unknown(problems, f"{path}.{axis}", "protocol", value, protocols)
-    seeds = exp.get("seeds", [0])
-    seeds = list(range(seeds)) if isinstance(seeds, int) else _as_list(seeds)
-    if not seeds or not all(isinstance(s, int) for s in seeds):
-        problems.add(f"{path}.seeds", "a list of integers, or a count")
-        seeds = [0]
+                         f"{', '.join(required)})")
+    axes: dict[str, list[Any]] = {}
+    for key, axis in typed.items():
+        if key in exp:
+            values = _axis_values(key, axis, exp[key], path, task, protocols, registry, problems)
+            if values is not None:
+                axes[key] = values
+    seeds = _seeds(exp, path, problems)
+    named_plugins = {names.split(v)[0] for k, a in typed.items() if a.kind == "plugin"
+                     for v in axes.get(k, []) if v not in a.reserved}
     options = exp.get("options", {})
-    named_plugins = {names.split(v)[0] for axis in task.plugin_axes for v in axes.get(axis, [])
-                     if v is not None and v not in task.reserved.get(axis, ())}
     _check_options(options, f"{path}.options", named_plugins, task, registry, problems)
     overrides = exp.get("overrides", [])
     for j, ov in enumerate(overrides):
         opath = f"{path}.overrides[{j}]"
         problems.unknown_keys(opath, ov, OVERRIDE_KEYS)
-        for key in ov.get("match", {}):
-            if key not in task.axes and key != "seed":
-                _unknown(problems, f"{opath}.match.{key}", "axis", key, list(task.axes) + ["seed"])
+        if not _check_types(problems, opath, ov, OVERRIDE_TYPES):
+            continue
+        match = ov.get("match", {})
+        for key in list(match):
+            if key == "seed":
+                if not all(_is_int(s) for s in _as_list(match[key])):
+                    problems.add(f"{opath}.match.seed", f"expected a seed or a list of seeds, "
+                                 f"got {_short(match[key])}")
+            elif key not in typed:
+                _unknown(problems, f"{opath}.match.{key}", "axis", key, list(typed) + ["seed"])
+            else:
+                _axis_values(key, typed[key], match[key], f"{opath}.match", task, protocols,
+                             registry, problems, canonical=False)
         if "protocol" in ov and ov["protocol"] not in protocols:
             _unknown(problems, f"{opath}.protocol", "protocol", ov["protocol"], protocols)
-        _check_recipe(ov.get("recipe", {}), f"{opath}.recipe", problems)
-        problems.unknown_keys(f"{opath}.recipe", ov.get("recipe", {}), RECIPE_KEYS)
+        _check_recipe(ov.get("recipe", {}), f"{opath}.recipe", problems, registry)
         _check_options(ov.get("options", {}), f"{opath}.options", named_plugins, task, registry,
                        problems)
     protocol_name = exp.get("protocol", DEFAULT_PROTOCOL)
     if protocol_name not in protocols:
         _unknown(problems, f"{path}.protocol", "protocol", protocol_name, protocols)
         return []
-    problems.unknown_keys(f"{path}.recipe", exp.get("recipe", {}), RECIPE_KEYS)
-    _check_recipe(exp.get("recipe", {}), f"{path}.recipe", problems)
-    if problems.items:
+    _check_recipe(exp.get("recipe", {}), f"{path}.recipe", problems, registry)
+    if len(problems.items) > before or seeds is None:
         return []
-    cells = []
     keys = list(axes)
+    size = len(seeds)
+    for k in keys:
+        size *= len(axes[k])
+    if budget is not None and budget[0]:
+        if size > budget[0]:
+            problems.add(path, f"expands to {size:,} cells, more than the limit of "
+                         f"{budget[1]:,} for the whole suite; pass --force (or set "
+                         f"{MAX_CELLS_ENV}=0) to expand it anyway")
+            return []
+        budget[0] -= size
+    match_canon = [_canonical_match(ov.get("match", {}), typed, registry) for ov in overrides]
+    checked_recipes: set[str] = set()
+    cells = []
     for combo in itertools.product(*(axes[k] for k in keys), seeds):
         values = dict(zip(keys, combo[:-1]))
         seed = int(combo[-1])
-        for axis, family in task.plugin_axes.items():
-            spec = registry.get(family, values[axis]) if values.get(axis) and values[axis] \
-                not in task.reserved.get(axis, ()) else None
-            if family == "condenser" and spec is not None and not spec.uses_ipc:
-                values["ipc"] = None
-        proto, recipe_over, opts, skip = protocol_name, dict(exp.get("recipe", {})), {}, False
+        for rule in task.rules:
+            rule.apply(values, lambda axis: _spec_of(values, axis, typed, registry))
+        proto, recipe_over, skip = protocol_name, dict(exp.get("recipe", {})), False
         opts = {k: dict(v) for k, v in options.items()}
-        for ov in overrides:
+        for ov, match in zip(overrides, match_canon):
             if all(_matches(values.get(k) if k != "seed" else seed, v)
-                   for k, v in ov.get("match", {}).items()):
+                   for k, v in match.items()):
                 proto = ov.get("protocol", proto)
                 recipe_over.update(ov.get("recipe", {}))
                 for plugin, vals in ov.get("options", {}).items():
@@ -358,33 +660,72 @@ def _expand_experiment(exp: Mapping[str, Any], path: str, name: str,
             continue
         recipe = dict(protocols[proto])
         recipe.update(recipe_over)
+        recipe = normalize_recipe(recipe)
+        key = canonical_json(recipe)
+        if key not in checked_recipes:
+            checked_recipes.add(key)
+            for rkey, message in check_recipe(recipe, registry):
+                problems.add(f"{path}.recipe.{rkey}", f"{message} (the recipe of protocol "
+                             f"{proto!r} with this experiment's recipe and overrides)")
         cell_options, versions = {}, {"protocol": PROTOCOL_VERSION, f"task:{task.name}": task.version}
-        for axis, family in task.plugin_axes.items():
+        for axis, a in typed.items():
+            if a.kind != "plugin":
+                continue
             for value in _as_list(values.get(axis)):
-                if value is None or value in task.reserved.get(axis, ()):
+                if value is None or value in a.reserved:
                     continue
-                spec = registry.get(family, value)
-                versions[f"{family}:{spec.name}"] = spec.version
+                spec = registry.get(a.family, value)
+                versions[f"{a.family}:{spec.name}"] = spec.version
                 if spec.options:
                     cell_options[spec.name] = spec.resolve_options(opts.get(spec.name))
-        for axis in task.protocol_axes:
-            if values.get(axis) is not None:
+        for axis, a in typed.items():
+            if a.kind == "protocol" and values.get(axis) is not None:
                 cell_options[PROTOCOL_OPTION_PREFIX + values[axis]] = dict(protocols[values[axis]])
         cells.append(Cell(name, task.name, values, cell_options, recipe, proto, versions, seed))
+    if len(problems.items) > before:
+        return []
     return cells
 
 
-def _check_inline_options(name: str, spec, path: str, problems: _Problems) -> None:
-    """Options written inline in a name (``convnet[width=64]``) must exist, with their types."""
-    for key, value in names.parse(name)[1].items():
-        if key not in spec.options:
-            hint = suggest(key, list(spec.options))
-            problems.add(path, f"{name!r}: unknown option {key!r} of {spec.name!r}"
-                         + (f"; did you mean {hint!r}?" if hint else "")
-                         + f" (options: {', '.join(spec.options) or 'none'})")
-        elif not _same_type(spec.options[key], value):
-            problems.add(path, f"{name!r}: option {key!r} expects "
-                         f"{type(spec.options[key]).__name__}, got {value!r}")
+def _spec_of(values: Mapping[str, Any], axis: str, typed: Mapping[str, Axis],
+             registry: Registry):
+    """The spec an axis value names in one cell (None for no value, a reserved value, or an
+    axis that does not name plugins)."""
+    a = typed.get(axis)
+    value = values.get(axis)
+    if a is None or a.kind != "plugin" or not value or value in a.reserved:
+        return None
+    return registry.get(a.family, value)
+
+
+def _canonical_match(match: Mapping[str, Any], typed: Mapping[str, Axis],
+                     registry: Registry) -> dict[str, Any]:
+    """An override's ``match`` with plugin names canonical (aliases, inline option order)."""
+    out = {}
+    for key, wanted in match.items():
+        a = typed.get(key)
+        if a is not None and a.kind == "plugin":
+            def canon(v):
+                return v if v in a.reserved else registry.canonical(a.family, v)
+            wanted = [canon(v) for v in wanted] if isinstance(wanted, list) else canon(wanted)
+        out[key] = wanted
+    return out
+
+
+def _check_inline_options(name: str, spec, path: str, problems: _Problems,
+                          registry: Registry | None = None) -> bool:
+    """Options written inline in a name (``convnet[width=64]``) must exist, with valid values."""
+    ok = True
+    for key, message in check_options(spec.options, names.parse(name)[1], repr(spec.name),
+                                      registry):
+        ok = False
+        if message.startswith("unknown option"):
+            rest = message[len("unknown option"):].replace(f" of {spec.name!r}", "", 1)
+            problems.add(path, f"{name!r}: unknown option {key!r} of {spec.name!r}{rest}")
+        else:
+            problems.add(path, f"{name!r}: option {key!r} "
+                         + message.replace("expected", "expects", 1))
+    return ok
 
 
 def _matches(actual: Any, wanted: Any) -> bool:
@@ -406,17 +747,11 @@ def _check_options(options: Mapping[str, Any], path: str, named: set, task, regi
                      sorted(str(n) for n in named if n))
             continue
         if not isinstance(values, Mapping):
-            problems.add(f"{path}.{plugin}", "must be a table of option = value")
+            problems.add(f"{path}.{plugin}", f"must be a table of option = value, got "
+                         f"{_type_name(values)} {_short(values)}")
             continue
-        for key, value in values.items():
-            if key not in spec.options:
-                hint = suggest(key, list(spec.options))
-                problems.add(f"{path}.{plugin}.{key}", f"unknown option of {spec.name!r}"
-                             + (f"; did you mean {hint!r}?" if hint else "")
-                             + f" (options: {', '.join(spec.options) or 'none'})")
-            elif not _same_type(spec.options[key], value):
-                problems.add(f"{path}.{plugin}.{key}",
-                             f"expected {type(spec.options[key]).__name__}, got {value!r}")
+        for key, message in check_options(spec.options, values, repr(spec.name), registry):
+            problems.add(f"{path}.{plugin}.{key}", message)
 
 
 def _check_entry(problems: _Problems, path: str, entry: Mapping[str, Any],
@@ -433,6 +768,8 @@ def _parse_tables(items: list, experiments: set[str], problems: _Problems) -> li
     for i, t in enumerate(items):
         path = f"tables[{i}]"
         _check_entry(problems, path, t, TABLE_KEYS, ("name", "rows", "columns"))
+        if not _check_types(problems, path, t, TABLE_TYPES):
+            continue
         for exp in _as_list(t.get("experiments", [])):
             if exp not in experiments:
                 _unknown(problems, f"{path}.experiments", "experiment", exp, experiments)
@@ -458,6 +795,8 @@ def _parse_references(items: list, problems: _Problems) -> list[Reference]:
         problems.unknown_keys(path, r, REFERENCE_KEYS)
         if "match" not in r or "value" not in r:
             problems.add(path, "a reference needs match = {...} and value")
+            continue
+        if not _check_types(problems, path, r, REFERENCE_TYPES):
             continue
         refs.append(Reference(dict(r["match"]), str(r.get("metric", "accuracy")),
                               float(r["value"]), r.get("std"), str(r.get("source", "")),

@@ -45,7 +45,7 @@ def test_option_names_and_types_are_checked(tmp_path):
         load_suite(write_suite(tmp_path / "bad.toml", bad))
     text = str(err.value)
     assert "options.convnet.dept: unknown option of 'convnet'; did you mean 'depth'?" in text
-    assert "options.convnet.width: expected int, got 'wide'" in text
+    assert "options.convnet.width: expected int >= 1, got 'wide'" in text
 
 
 def test_options_for_a_plugin_not_in_the_experiment(tmp_path):
