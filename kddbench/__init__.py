@@ -45,8 +45,17 @@ def load_results(path):
     return _load(path)
 
 
+# The gate's code is the submodule ``kddbench.compare``.  Python sets a package attribute of a
+# submodule's name when the submodule is first imported, which would replace the function below
+# with the module after its first call; importing the submodule here, before the function is
+# defined, keeps ``kddbench.compare`` the function (the submodule imports no pandas until used).
+from . import compare as _gate  # noqa: E402,F401
+
+
 def compare(baseline, current, **kwargs):
-    """Compare two results tables (DataFrames or paths); see :func:`kddbench.compare.compare`."""
+    """The regression gate on two results tables (DataFrames, results.csv paths or report
+    directories): a :class:`kddbench.compare.Comparison` whose ``exit_code`` says whether it
+    passed; see :func:`kddbench.compare.compare`."""
     from .api import compare as _compare
 
     return _compare(baseline, current, **kwargs)

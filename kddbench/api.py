@@ -117,9 +117,10 @@ def report(suite, out_dir: str | Path | None = None, overrides: Iterable[str] = 
 
 
 def compare(baseline, current, **kwargs):
-    from .compare import compare as _compare
-    from .report import load_results
+    """The regression gate on two results tables (DataFrames, results.csv paths or report
+    directories); see :func:`kddbench.compare.compare` for the options and exit codes."""
+    from .compare import compare as _compare, read_table
 
-    b = baseline if isinstance(baseline, pd.DataFrame) else load_results(baseline)
-    c = current if isinstance(current, pd.DataFrame) else load_results(current)
+    b = baseline if isinstance(baseline, pd.DataFrame) else read_table(baseline, "baseline")
+    c = current if isinstance(current, pd.DataFrame) else read_table(current, "current")
     return _compare(b, c, **kwargs)

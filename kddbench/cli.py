@@ -231,31 +231,47 @@ def report(suite, out, overrides):
     click.echo((where / "leaderboard.md").read_text())
 
 
-@cli.command(help="Compare current results with a baseline; exit 1 on a regression, 2 when "
-             "versions differ. Files are results.csv tables or report directories."
-             + _examples("kddbench compare reports/ci/baseline.csv reports/ci/results.csv",
+@cli.command(help="Compare current results with a baseline, cell by cell (each baseline cell "
+             "with the current cell of the same configuration and seed). The gate fails closed: "
+             "exit 1 on a regression, 5 when plugin or protocol versions differ, 4 when nothing "
+             "was compared, a metric column is absent, a table is empty or holds only failed "
+             "cells, or a baseline cell or configuration is missing from the current results; "
+             "2 for a file that is not a results table. Files are results.csv tables or report "
+             "directories. A metric's direction comes from the task that declares it."
+             + _examples("kddbench run suites/ci.toml --out /tmp/ci",
+                         "kddbench compare reports/ci/baseline.csv /tmp/ci/results.csv",
                          "kddbench compare base.csv cur.csv --tolerance 2.0 "
                          "--tolerance 'macro_f1=3' --metric accuracy --metric macro_f1"))
 @click.argument("baseline", type=click.Path(exists=True))
 @click.argument("current", type=click.Path(exists=True))
 @click.option("--tolerance", "tolerances", multiple=True, metavar="[PATTERN=]POINTS",
-              help="Allowed drop: a number (default for all metrics) or pattern=number; the "
-              "longest matching pattern wins. [default: 1.0]")
-@click.option("--metric", "metrics", multiple=True, help="Metrics to gate [default: accuracy].")
-@click.option("--spread-k", default=2.0, show_default=True,
-              help="A change within k x the seed standard deviation is noise.")
+              help="Allowed change of one cell, in the metric's units: a number (the default "
+              "for all metrics) or pattern=number; the longest matching pattern wins. "
+              "[default: 1.0]")
+@click.option("--metric", "metrics", multiple=True, metavar="NAME",
+              help="Metric to gate. Repeatable. [default: accuracy]")
+@click.option("--allow-missing", is_flag=True,
+              help="A baseline configuration or seed missing from the current results is a "
+              "warning, not a failure (for runs of part of a suite).")
 @click.option("--allow-version-change", is_flag=True,
-              help="Compare even when plugin or protocol versions differ.")
-def compare(baseline, current, tolerances, metrics, spread_k, allow_version_change):
+              help="Compare configurations whose plugin or protocol versions differ, paired on "
+              "their axes and seeds.")
+@click.option("--higher-is-better", "higher", multiple=True, metavar="METRIC",
+              help="Direction of a metric (or pattern) no installed task declares. Repeatable.")
+@click.option("--lower-is-better", "lower", multiple=True, metavar="METRIC",
+              help="Likewise, for metrics where lower is better. Repeatable.")
+def compare(baseline, current, tolerances, metrics, allow_missing, allow_version_change, higher,
+            lower):
     from . import api
-    from .compare import format_comparison, parse_tolerances
+    from .compare import format_comparison, parse_directions, parse_tolerances
 
     default, patterns = parse_tolerances(tolerances)
     result = api.compare(baseline, current, metrics=metrics or ("accuracy",), tolerance=default,
-                         tolerances=patterns, spread_k=spread_k,
-                         allow_version_change=allow_version_change)
-    click.echo(format_comparison(result))
-    sys.exit(result.exit_code)
+                         tolerances=patterns, allow_missing=allow_missing,
+                         allow_version_change=allow_version_change,
+                         directions=parse_directions(higher, lower))
+    click.echo(format_comparison(result), nl=False)
+    sys.exit(int(result.exit_code))
 
 
 @cli.command(help="Measure training throughput of the shared protocol against a bare torch "

@@ -159,8 +159,8 @@ class TaskSpec(PluginSpec):
     sections: report sections (:class:`SectionSpec` names) this task always contributes: each
           suite that runs the task gets them for its experiments unless it writes its own
           entries for that section's key.
-    metrics: the metrics its cells report, as :class:`kddbench.metrics.MetricSpec`\ s (a name or
-          an fnmatch pattern each, the longest match wins): which way is better, unit, digits.
+    metrics: the metrics its cells report, as :class:`kddbench.metrics.MetricSpec` entries (a name
+          or an fnmatch pattern each, the longest match wins): which way is better, unit, digits.
           ``kddbench compare`` takes each metric's direction from here and refuses to gate a
           metric the task does not declare.
     """

@@ -4,8 +4,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from kddbench.compare import (compare, format_comparison, lower_is_better, parse_tolerances,
-                              tolerance_for)
+from kddbench.compare import compare, format_comparison, parse_tolerances, tolerance_for
 from kddbench.report import budget_figure, leaderboard, to_markdown, versus_paper
 from kddbench.suite import Reference, TableSpec
 
@@ -79,22 +78,29 @@ def test_compare_golden_and_verdicts():
     cur = pd.read_csv(DATA / "compare_current.csv")
     result = compare(base, cur, tolerance=1.0)
     _golden("compare_example.txt", format_comparison(result))
-    random = result.rows[result.rows["method"] == "random"]
-    verdicts = dict(zip(random["ipc"], random["verdict"]))
-    # ipc 1 random dropped 2.0 but its seeds spread 1.41 -> allowed 2.83: noise
-    assert verdicts[1] == "ok"
-    assert list(result.rows.loc[result.rows["method"] == "average", "verdict"]) == ["improved"]
-    assert verdicts[10] == "REGRESSION" and result.exit_code == 1
+    verdicts = {(r.method, r.ipc): r.verdict for r in result.rows.itertuples()}
+    # random ipc 1: seed 0 +0.1, seed 1 -2.0; the mean moved only -0.95, but cells are paired
+    # seed by seed, so the one seed that dropped 2 points is a regression
+    assert verdicts[("random", 1)] == "REGRESSION"
+    assert verdicts[("random", 10)] == "REGRESSION"          # -3.0 on both seeds
+    assert verdicts[("average", 1)] == "improved"            # +2.5 on both seeds
+    assert verdicts[("average", 10)] == "ok"                 # +0.5 and -0.4: within 1.0
+    assert result.exit_code == 1 and result.regressions == 2 and result.improvements == 1
+    worst = result.rows.set_index(["method", "ipc"]).loc[("random", 1)]
+    assert worst["worst_seed"] == 1 and worst["worst"] == pytest.approx(-2.0)
+    assert len(result.pairs) == 8 and set(result.pairs["seed"]) == {0, 1}
 
 
 def test_compare_refuses_different_versions():
     base = pd.read_csv(DATA / "compare_baseline.csv")
     changed = pd.read_csv(DATA / "compare_version_changed.csv")
     result = compare(base, changed)
-    assert result.exit_code == 2
-    assert list(result.not_comparable["versions_cur"]) == ["condenser:average=2;protocol=1"]
+    assert result.exit_code == 5  # NOT_COMPARABLE
+    assert list(result.not_comparable["versions_cur"]) == ["condenser:average=2;protocol=1"] * 2
     assert "NOT COMPARABLE" in format_comparison(result)
-    assert compare(base, changed, allow_version_change=True).exit_code == 0
+    allowed = compare(base, changed, allow_version_change=True)
+    assert allowed.exit_code == 0 and len(allowed.rows) == 4  # paired on axes and seed
+    assert any("versions differ" in w for w in allowed.warnings)
 
 
 def test_tolerance_patterns_longest_match_wins():
@@ -104,17 +110,27 @@ def test_tolerance_patterns_longest_match_wins():
     assert tolerance_for("accx", pats, default) == 0.5
     assert tolerance_for("macro_f1", pats, default) == 2.0
     assert tolerance_for("train_time_s", pats, default) == float("inf")
-    assert lower_is_better("train_time_s") and not lower_is_better("accuracy")
+    assert parse_tolerances([]) == (1.0, {})
+
+
+@pytest.mark.parametrize("bad", ["abc", "accuracy=", "=2", "-1", "accuracy=nan"])
+def test_bad_tolerances_are_refused(bad, cli):
+    code, _, err = cli("compare", DATA / "compare_baseline.csv", DATA / "compare_baseline.csv",
+                       "--tolerance", bad)
+    assert code == 2 and "--tolerance" in err and len(err.strip().splitlines()) == 1
 
 
 def test_compare_cli_exit_codes(cli):
     code, out, _ = cli("compare", DATA / "compare_baseline.csv", DATA / "compare_current.csv")
     assert code == 1 and "REGRESSION" in out
     code, out, _ = cli("compare", DATA / "compare_baseline.csv", DATA / "compare_baseline.csv")
-    assert code == 0 and "0 regression(s)" in out
+    assert code == 0 and "0 regression(s)" in out and "PASS" in out
     code, _, _ = cli("compare", DATA / "compare_baseline.csv", DATA / "compare_current.csv",
                      "--tolerance", "5")
     assert code == 0
+    code, _, _ = cli("compare", DATA / "compare_baseline.csv", DATA / "compare_current.csv",
+                     "--tolerance", "5", "--tolerance", "accuracy=2.5")
+    assert code == 1  # the accuracy pattern beats the default: -3.0 exceeds 2.5
 
 
 def test_compare_needs_kddbench_tables(tmp_path, cli):
@@ -124,9 +140,51 @@ def test_compare_needs_kddbench_tables(tmp_path, cli):
     assert code == 2 and "config_id" in err
 
 
-@pytest.mark.parametrize("metric", ["accuracy", "macro_f1"])
-def test_higher_is_better_metrics(metric):
-    assert not lower_is_better(metric)
+def test_metric_directions_come_from_the_declaring_task(registry):
+    from kddbench.errors import KddbenchError
+    from kddbench.metrics import direction
+
+    assert direction("accuracy", "condense", registry) is True
+    assert direction("train_time_s", "condense", registry) is False   # "*_time_s"
+    assert direction("misclassified", "kd", registry) is False
+    assert direction("teacher_accuracy", "kd", registry) is True
+    assert direction("epochs", "kd", registry) is None                # no better side
+    with pytest.raises(KddbenchError, match="'made_up' is not declared by task 'condense'"):
+        direction("made_up", "condense", registry)
+    with pytest.raises(KddbenchError, match="no installed plugin provides task 'nope'"):
+        direction("accuracy", "nope", registry)
+    assert direction("made_up", "condense", registry, {"made_*": False}) is False
+
+
+def test_every_metric_in_the_committed_records_is_declared_by_its_task(registry):
+    import json
+
+    from kddbench.metrics import find, task_metrics
+
+    root = Path(__file__).resolve().parent.parent / "reports"
+    undeclared, seen = set(), 0
+    for path in root.glob("*/records/*.json"):
+        record = json.loads(path.read_text())
+        declared = task_metrics(registry, record["task"])
+        assert declared, f"task {record['task']!r} declares no metrics"
+        for name in record.get("metrics", {}):
+            seen += 1
+            if find(name, declared) is None:
+                undeclared.add((record["task"], name))
+    assert seen and not undeclared
+
+
+def test_one_verdict_rule():
+    from kddbench.metrics import MetricSpec, find, verdict
+
+    assert verdict(2.5, 1.0, True) == "better" and verdict(-2.5, 1.0, True) == "worse"
+    assert verdict(-2.5, 1.0, False) == "better" and verdict(2.5, 1.0, False) == "worse"
+    assert verdict(1.0, 1.0, True) == "within noise"  # a change of exactly the allowance is noise
+    assert verdict(-3.0, float("inf"), True) == "within noise"
+    assert verdict(3.0, 1.0, None) == "changed"
+    specs = [MetricSpec("*_s", False), MetricSpec("*_time_s", False, "s"), MetricSpec("acc")]
+    assert find("train_time_s", specs).name == "*_time_s" and find("acc", specs).name == "acc"
+    assert find("other", specs) is None
 
 
 def test_versus_baseline_verdicts():

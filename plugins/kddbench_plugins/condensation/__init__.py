@@ -8,6 +8,7 @@ CPU budgets), ``init`` ("real" | "noise"), ``lr_img``, ``momentum_img``, ``augme
 ("dsa" | "none"), ``checkpoint_every`` (iterations between saved states; 0 = never).
 """
 from kddbench import CondenserSpec, TaskSpec, hookimpl
+from kddbench.metrics import PROTOCOL_METRICS, MetricSpec
 
 _I = "kddbench_plugins.condensation.real_images:"
 _C = "kddbench_plugins.condensation.coreset:"
@@ -83,4 +84,10 @@ def kddbench_tasks():
         axes=("dataset", "method", "ipc", "distill_arch", "eval_arch"),
         required=("dataset", "method", "eval_arch"),
         plugin_axes={"dataset": "dataset", "method": "condenser", "distill_arch": "architecture",
-                     "eval_arch": "architecture"})
+                     "eval_arch": "architecture"},
+        metrics=PROTOCOL_METRICS + (
+            MetricSpec("condense.*", None, description="what the condensation method reports "
+                       "about its own run (iterations, timings, counts)"),
+            MetricSpec("learned_lr", None, "", 4, "the learning rate a method learned with its "
+                       "images, used to train on them"),
+        ))

@@ -9,6 +9,7 @@ intermediate/feature KD "IKD": its RKD is ``response`` (alias ``kd``/``hinton``)
 RKD is relational KD (Park et al. 2019), registered here as ``relational``.
 """
 from kddbench import KDMethodSpec, TaskSpec, hookimpl
+from kddbench.metrics import PROTOCOL_METRICS, MetricSpec
 
 _L = "kddbench_plugins.distillation.losses:"
 
@@ -60,4 +61,17 @@ def kddbench_tasks():
                      "student": "architecture", "kd_method": "kd_method",
                      "method": "condenser", "distill_arch": "architecture"},
         reserved={"kd_method": ("teacher", "none")},
-        protocol_axes=("teacher_protocol",))
+        protocol_axes=("teacher_protocol",),
+        metrics=PROTOCOL_METRICS + (
+            MetricSpec("teacher_accuracy", True, "%", 2, "the teacher's test accuracy"),
+            MetricSpec("teacher_macro_f1", True, "%", 2, "the teacher's test macro F1"),
+            MetricSpec("teacher_misclassified", False, "images", 0,
+                       "test images the teacher classifies wrongly"),
+            MetricSpec("teacher_params", False, "", 0, "the teacher's parameters"),
+            MetricSpec("teacher_size_mb", False, "MB", 3, "the teacher's weights"),
+            MetricSpec("teacher_epochs", None, "", 0, "the teacher's training epochs"),
+            MetricSpec("kd_extra_params", False, "", 0,
+                       "parameters the KD method adds during training (regressors)"),
+            MetricSpec("learned_lr", None, "", 4, "the learning rate learned with condensed "
+                       "images, used to train the student on them"),
+        ))
