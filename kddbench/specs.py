@@ -79,10 +79,11 @@ class PluginSpec:
         return obj
 
     def resolve_options(self, given: Mapping[str, Any] | None) -> dict[str, Any]:
-        """Defaults overlaid with ``given`` (already validated by the suite loader)."""
-        merged = dict(self.options)
-        merged.update(given or {})
-        return merged
+        """Plain defaults overlaid with ``given``, checked by :func:`kddbench.options.resolve`
+        (an unknown name or a bad value is a :class:`KddbenchError`)."""
+        from .options import resolve
+
+        return resolve(self.options, given, owner=f"{self.singular} {self.name!r}")
 
 
 @dataclass(frozen=True)
@@ -156,6 +157,13 @@ class TaskSpec(PluginSpec):
     protocol_axes: axes whose values name a suite protocol (e.g. ``teacher_protocol``); the
           loader checks the name and stores the resolved recipe in the cell's options under
           ``"protocol:<name>"``, so a change to that protocol changes the cell's identity.
+          Typed declaration instead of the four fields above: ``axes`` as a mapping of
+          :class:`kddbench.axes.Axis` (``PluginAxis``, ``IntAxis``, ``ProtocolAxis``, ...);
+          ``required``, ``plugin_axes``, ``reserved`` and ``protocol_axes`` are then derived,
+          ``axes`` becomes the tuple of names and ``axis_types`` holds the declarations
+          (the older style gets untyped ``Axis()`` entries there).
+    rules: declarative rules applied to every expanded cell, e.g.
+          ``kddbench.axes.AxisUnused("ipc", by="method", flag="uses_ipc")``.
     sections: report sections (:class:`SectionSpec` names) this task always contributes: each
           suite that runs the task gets them for its experiments unless it writes its own
           entries for that section's key.
@@ -174,8 +182,24 @@ class TaskSpec(PluginSpec):
     plugin_axes: Mapping[str, str] = field(default_factory=dict)
     reserved: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     protocol_axes: tuple[str, ...] = ()
+    rules: tuple = ()
+    axis_types: Mapping[str, Any] = field(default_factory=dict)
     sections: tuple[str, ...] = ()
     metrics: tuple = ()
+
+    def __post_init__(self):
+        from .axes import normalise
+
+        typed = normalise(self.axes, tuple(self.required), dict(self.plugin_axes),
+                          dict(self.reserved), tuple(self.protocol_axes))
+        set_ = object.__setattr__
+        set_(self, "axis_types", typed)
+        set_(self, "axes", tuple(typed))
+        set_(self, "required", tuple(n for n, a in typed.items() if a.required))
+        set_(self, "plugin_axes", {n: a.family for n, a in typed.items() if a.kind == "plugin"})
+        set_(self, "reserved", {n: a.reserved for n, a in typed.items() if a.reserved})
+        set_(self, "protocol_axes", tuple(n for n, a in typed.items() if a.kind == "protocol"))
+        set_(self, "rules", tuple(self.rules))
 
 
 @dataclass(frozen=True)

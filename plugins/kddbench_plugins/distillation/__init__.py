@@ -9,9 +9,16 @@ intermediate/feature KD "IKD": its RKD is ``response`` (alias ``kd``/``hinton``)
 RKD is relational KD (Park et al. 2019), registered here as ``relational``.
 """
 from kddbench import KDMethodSpec, TaskSpec, hookimpl
+from kddbench.axes import AxisUnused, IntAxis, PluginAxis, ProtocolAxis
 from kddbench.metrics import PROTOCOL_METRICS, MetricSpec
+from kddbench.options import Float, Int, Str
 
 _L = "kddbench_plugins.distillation.losses:"
+_CE = Float(1.0, min=0, doc="weight of the cross-entropy term")
+
+
+def _temperature(default):
+    return Float(default, above=0, doc="softmax temperature")
 
 
 @hookimpl
@@ -20,30 +27,33 @@ def kddbench_kd_methods():
         "response", _L + "Response",
         "Hinton et al. 2015: (1-alpha)*CE + alpha*T^2*KL(teacher_T || student_T); seed 004's "
         "'RKD' (not relational KD)",
-        options={"alpha": 0.9, "T": 4.0}, aliases=("kd", "hinton"))
+        options={"alpha": Float(0.9, min=0, max=1), "T": _temperature(4.0)}, aliases=("kd", "hinton"))
     yield KDMethodSpec(
         "feature", _L + "Hint",
         "FitNets hints (Romero et al. 2015), single stage: CE + 100*MSE(1x1-conv regressed "
         "student stage, teacher stage); 'auto' = each net's middle stage; seed 004's 'IKD'",
-        options={"weight": 100.0, "ce_weight": 1.0, "student_stage": "auto",
-                 "teacher_stage": "auto"},
+        options={"weight": Float(100.0, min=0), "ce_weight": _CE,
+                 "student_stage": Str("auto", doc="a stage name of the student, or auto"),
+                 "teacher_stage": Str("auto", doc="a stage name of the teacher, or auto")},
         aliases=("fitnets", "fitnet", "hint", "ikd"))
     yield KDMethodSpec(
         "attention", _L + "Attention",
         "attention transfer (Zagoruyko & Komodakis 2017): CE + 1000*sum of mean squared "
         "differences of L2-normalised |f|^2 channel-mean maps, last stages paired",
-        options={"beta": 1000.0, "p": 2.0, "ce_weight": 1.0}, aliases=("at",))
+        options={"beta": Float(1000.0, min=0), "p": Float(2.0, above=0), "ce_weight": _CE}, aliases=("at",))
     yield KDMethodSpec(
         "relational", _L + "Relational",
         "relational KD (Park et al. 2019): CE + 25*distance + 50*angle smooth-L1 terms on "
         "the embedding",
-        options={"distance_weight": 25.0, "angle_weight": 50.0, "ce_weight": 1.0,
-                 "stage": "embedding"})
+        options={"distance_weight": Float(25.0, min=0), "angle_weight": Float(50.0, min=0),
+                 "ce_weight": _CE, "stage": Str("embedding")})
     yield KDMethodSpec(
         "dkd", _L + "DKD",
         "decoupled KD (Zhao et al. 2022): CE + warm-up*(1*TCKD + 8*NCKD), T 4, linear "
         "warm-up over min(20, recipe epochs) epochs",
-        options={"alpha": 1.0, "beta": 8.0, "T": 4.0, "warmup": 20, "ce_weight": 1.0},
+        options={"alpha": Float(1.0, min=0), "beta": Float(8.0, min=0), "T": _temperature(4.0),
+                 "warmup": Int(20, min=0, doc="epochs of linear warm-up; 0 = none"),
+                 "ce_weight": _CE},
         aliases=("decoupled",))
 
 
@@ -54,14 +64,16 @@ def kddbench_tasks():
         "train a teacher once (a cached artifact), then a student with a KD method on the full "
         "training set or a condensed one; kd_method 'teacher' reports the teacher itself, "
         "'none' the student trained without a teacher",
-        axes=("dataset", "teacher", "student", "kd_method", "teacher_protocol", "method",
-              "ipc", "distill_arch"),
-        required=("dataset", "teacher", "student", "kd_method"),
-        plugin_axes={"dataset": "dataset", "teacher": "architecture",
-                     "student": "architecture", "kd_method": "kd_method",
-                     "method": "condenser", "distill_arch": "architecture"},
-        reserved={"kd_method": ("teacher", "none")},
-        protocol_axes=("teacher_protocol",),
+        axes={"dataset": PluginAxis("dataset", required=True),
+              "teacher": PluginAxis("architecture", required=True),
+              "student": PluginAxis("architecture", required=True),
+              "kd_method": PluginAxis("kd_method", reserved=("teacher", "none"), required=True,
+                                      doc="teacher: the teacher's own row; none: no teacher"),
+              "teacher_protocol": ProtocolAxis(doc="how the teacher is trained"),
+              "method": PluginAxis("condenser", doc="train the student on a condensed set"),
+              "ipc": IntAxis(min=1, doc="images per class of the condensed set"),
+              "distill_arch": PluginAxis("architecture", doc="the net condensation uses")},
+        rules=(AxisUnused("ipc", by="method", flag="uses_ipc"),),
         metrics=PROTOCOL_METRICS + (
             MetricSpec("teacher_accuracy", True, "%", 2, "the teacher's test accuracy"),
             MetricSpec("teacher_macro_f1", True, "%", 2, "the teacher's test macro F1"),

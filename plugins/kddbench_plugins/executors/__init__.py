@@ -1,5 +1,6 @@
 """Executor registrations: in-process, a local process pool, submitit (Slurm) and Ray."""
 from kddbench import ExecutorSpec, hookimpl
+from kddbench.options import Int
 
 from .ray_executor import OPTIONS as RAY_OPTIONS
 from .submitit_executor import OPTIONS as SUBMITIT_OPTIONS
@@ -11,7 +12,7 @@ def kddbench_executors():
                        "run cells one after another in this process (default)")
     yield ExecutorSpec("process", "kddbench.runner:ProcessPoolExecutor",
                        "run cells in a local pool of processes (--jobs N)",
-                       options={"workers": 2})
+                       options={"workers": Int(2, min=1)})
     yield ExecutorSpec("submitit", "kddbench_plugins.executors.submitit_executor:SubmititExecutor",
                        "run cells as a Slurm job array (or local subprocesses) via submitit, "
                        "requeued on preemption", options=SUBMITIT_OPTIONS)

@@ -19,13 +19,14 @@ from dataclasses import replace
 from typing import Any, Sequence
 
 from kddbench.errors import KddbenchError
+from kddbench.options import Float, Int
 from kddbench.runner import CellJob, executor_options
 
 OPTIONS: dict[str, Any] = {
     "address": "",       # "" : RAY_ADDRESS, else a local instance; "auto"; "ray://head:10001"
-    "cpus": 1,           # CPU cores per task (also its torch threads)
-    "gpus": 0.0,         # GPUs per task; fractions share a GPU between cells
-    "max_retries": 2,    # resubmissions of a task whose worker or node died
+    "cpus": Int(1, min=1, doc="CPU cores per task (also its torch threads)"),
+    "gpus": Float(0.0, min=0, doc="GPUs per task; fractions share a GPU between cells"),
+    "max_retries": Int(2, min=0, doc="resubmissions of a task whose worker or node died"),
 }
 
 

@@ -16,18 +16,20 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from kddbench.errors import KddbenchError
+from kddbench.options import Choice, Float, Int
 from kddbench.runner import CellJob, executor_options
 
 OPTIONS: dict[str, Any] = {
-    "cluster": "auto",       # auto (slurm when sbatch is there, else local), slurm, local, debug
+    # auto (slurm when sbatch is there, else local), slurm, local, debug
+    "cluster": Choice("auto", ("auto", "slurm", "local", "debug")),
     "folder": "",            # job logs and pickles; default <report dir>/submitit
-    "timeout_min": 240,
+    "timeout_min": Int(240, min=1),
     "partition": "",
-    "gpus": 0,               # GPUs per task
-    "cpus": 2,               # CPU cores per task
-    "mem_gb": 0,             # 0: the cluster's default
-    "array_parallelism": 64,  # tasks of the array running at once
-    "poll_s": 5.0,           # how often to look for finished tasks
+    "gpus": Int(0, min=0, doc="GPUs per task"),
+    "cpus": Int(2, min=1, doc="CPU cores per task"),
+    "mem_gb": Int(0, min=0, doc="0: the cluster's default"),
+    "array_parallelism": Int(64, min=1, doc="tasks of the array running at once"),
+    "poll_s": Float(5.0, above=0, doc="how often to look for finished tasks"),
 }
 
 
