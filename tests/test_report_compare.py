@@ -194,11 +194,35 @@ def test_versus_baseline_verdicts():
     for method, accs in (("none", [80.0, 81.0, 79.0]), ("good", [85.0, 86.0, 84.0]),
                          ("same", [80.5, 79.5, 81.5]), ("bad", [70.0, 71.0, 69.0])):
         for seed, acc in enumerate(accs):
-            rows.append({"status": "ok", "kd_method": method, "dataset": "d", "seed": seed,
-                         "accuracy": acc})
+            rows.append({"status": "ok", "task": "kd", "kd_method": method, "dataset": "d",
+                         "seed": seed, "accuracy": acc, "train_time_s": acc, "mystery": acc})
     table = TableSpec("t", ["kd_method"], ["dataset"], baseline={"kd_method": "none"})
     frame = versus_baseline(pd.DataFrame(rows), table).set_index("kd_method")
     assert frame.loc["good", "dataset=d"] == "+5.00 (better)"
     assert frame.loc["same", "dataset=d"] == "+0.50 (within noise)"
     assert frame.loc["bad", "dataset=d"] == "-10.00 (worse)"
     assert "none" not in frame.index
+    # the direction is the task's declaration (TaskSpec.metrics), never the metric's name
+    timing = TableSpec("t", ["kd_method"], ["dataset"], metric="train_time_s",
+                       baseline={"kd_method": "none"})
+    frame = versus_baseline(pd.DataFrame(rows), timing).set_index("kd_method")
+    assert frame.loc["good", "dataset=d"] == "+5.00 (worse)"  # slower
+    assert frame.loc["bad", "dataset=d"] == "-10.00 (better)"
+    unknown = TableSpec("t", ["kd_method"], ["dataset"], metric="mystery",
+                        baseline={"kd_method": "none"})
+    frame = versus_baseline(pd.DataFrame(rows), unknown).set_index("kd_method")
+    assert frame.loc["good", "dataset=d"] == "+5.00 (no declared direction: no verdict)"
+
+
+def test_versus_baseline_uses_the_one_verdict_rule(monkeypatch):
+    from kddbench import metrics
+    from kddbench.report import versus_baseline
+
+    calls = []
+    monkeypatch.setattr(metrics, "verdict",
+                        lambda delta, allowed, higher: calls.append((delta, higher)) or "v")
+    rows = [{"status": "ok", "task": "kd", "kd_method": m, "dataset": "d", "seed": s,
+             "accuracy": a + s} for m, a in (("none", 80.0), ("x", 85.0)) for s in (0, 1)]
+    table = TableSpec("t", ["kd_method"], ["dataset"], baseline={"kd_method": "none"})
+    frame = versus_baseline(pd.DataFrame(rows), table)
+    assert list(frame["dataset=d"]) == ["+5.00 (v)"] and calls == [(5.0, True)]
