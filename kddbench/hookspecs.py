@@ -144,7 +144,9 @@ def kddbench_executors() -> Iterable[ExecutorSpec]:
         def kddbench_executors():
             yield ExecutorSpec("slurm", "my_pkg.slurm:SlurmExecutor")
 
-    The factory returns an object with ``map(fn, cells) -> iterator of (cell, record)``.
+    ``SlurmExecutor(settings, registry, **options)`` returns a :class:`kddbench.executor.Executor`
+    (``map(cells, suite_name) -> iterator of (cell, record)``); the whole contract, and the
+    picklable ``CellJob`` that out-of-process backends send, is in :mod:`kddbench.executor`.
     """
 
 

@@ -217,6 +217,7 @@ def test_an_entry_point_that_fails_to_import_says_how_to_disable_it(monkeypatch)
     with warnings.catch_warnings():
         warnings.simplefilter("error", PluginLoadWarning)  # switched off: not a word
         assert build_registry(disable=["broken"]).load_warnings == []
+    monkeypatch.undo()
 
 
 def test_the_cli_works_around_a_broken_plugin_and_names_it_once(tmp_path, cli):
@@ -337,3 +338,19 @@ def test_typed_lookups(registry):
     with pytest.raises(UnknownNameError, match="unknown plugin family 'condensers'; did you mean "
                        "'condenser'"):
         registry.get("condensers", "random")
+
+
+def test_executors_keep_the_executor_contract(registry):
+    from pathlib import Path
+
+    import kddbench_plugins.executors as builtin_executors
+    from kddbench import executor, runner
+
+    assert runner.CellJob is executor.CellJob and runner.RunSettings is executor.RunSettings
+    for name in registry.names("executor"):
+        factory = registry.get("executor", name).load()
+        assert callable(getattr(factory, "map", None)), name  # Executor.map
+    inprocess = registry.get("executor", "inprocess").load()(executor.RunSettings())
+    assert isinstance(inprocess, executor.Executor)
+    for source in Path(builtin_executors.__file__).parent.glob("*.py"):
+        assert "from kddbench.runner" not in source.read_text(), source  # kddbench.executor
