@@ -117,7 +117,7 @@ def show(name, out, overrides):
     if not found:
         from .errors import unknown_message
 
-        every = [n for fam in families() for n in reg.names(fam)]
+        every = sorted({n for fam in families() for n in reg.names(fam)})
         raise KddbenchError(unknown_message("plugin", name, every))
 
 

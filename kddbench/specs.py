@@ -205,8 +205,8 @@ class TaskSpec(PluginSpec):
 @dataclass(frozen=True)
 class ExecutorSpec(PluginSpec):
     """Runs cells. ``factory(settings, registry, **options) -> executor`` with
-    ``map(cells, suite_name) -> iterator of (cell, record)``; out-of-process executors run
-    :class:`kddbench.runner.CellJob` remotely (see ``kddbench_plugins.executors.submitit_executor``)."""
+    ``map(cells, suite_name) -> iterator of (cell, record)``: the contract is
+    :mod:`kddbench.executor` (out-of-process executors run its ``CellJob`` remotely)."""
 
     family = "executor"
     hook = "kddbench_executors"
