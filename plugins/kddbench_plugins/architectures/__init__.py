@@ -46,6 +46,9 @@ def kddbench_architectures():
                            options={"norm": _norm("none")})
     yield ArchitectureSpec("alexnet-bn", _N + "alexnet", "AlexNet with batch norm",
                            options={"norm": _norm("batchnorm")})
+    yield ArchitectureSpec("alexcifarnet", _N + "alexcifarnet",
+                           "Wang et al. 2018's CIFAR-10 net: 2x[conv5x5 64, ReLU, max-pool, "
+                           "LRN], fc 384, 192 (after cuda-convnet)")
     yield ArchitectureSpec("vgg11", _N + "vgg11", "VGG-11 with instance norm (DC papers' pool)",
                            options={"norm": _norm("instancenorm")})
     yield ArchitectureSpec("vgg11-bn", _N + "vgg11", "VGG-11 with batch norm",

@@ -101,6 +101,45 @@ def kddbench_condensers():
                               "lambda_mmd": Float(0.01, min=0), "loss_scale": Float(100.0, min=0),
                               "init": _init("real"), "augment": _augment("dsa"),
                               "checkpoint_every": Int(100, min=0, doc="0 = never")})
+    yield from _performance_matching()
+
+
+def _performance_matching():
+    """Wang et al. 2018 (meta-learning) and kernel ridge regression (FRePo style)."""
+    yield CondenserSpec(
+        "ddwang", "kddbench_plugins.condensation.meta_learning:ddwang",
+        "Dataset Distillation (Wang, Zhu, Torralba & Efros 2018), Algorithm 1: images + one "
+        "learned step size per GD step (steps x epochs), Adam through the unrolled descent "
+        "from fixed or random initial weights; its own evaluation in condense.ddwang_accuracy",
+        version="1", options={
+            "iterations": Int(0, min=0, smoke=2, doc="0 = 400 passes over the real set"),
+            "steps": Int(0, min=0, doc="GD steps per epoch, must divide ipc; 0 = the largest "
+                         "divisor of ipc up to 10"),
+            "epochs": Int(3, min=1, doc="passes over the steps"),
+            "batch_real": Int(1024, min=1),
+            "lr_img": Float(0.01, min=0, doc="Adam lr of images and step sizes"),
+            "lr_step_init": Float(0.02, min=0, doc="initial step size (CIFAR-10: 0.001)"),
+            "decay_every": Int(0, min=0, doc="0 = 40 passes over the real set"),
+            "decay_factor": Float(0.5, min=0, max=1),
+            "init_weights": Choice("random", ("fixed", "random"),
+                                   doc="one seeded initial net, or fresh ones every iteration"),
+            "weight_init": Choice("xavier", ("xavier", "as_built")),
+            "init": _init("noise"),
+            "eval_draws": Int(10, min=1, doc="initial nets of the own evaluation (random)"),
+            "checkpoint_every": Int(100, min=0, doc="0 = never")})
+    yield CondenserSpec(
+        "krr", "kddbench_plugins.condensation.kernel_ridge:krr",
+        "kernel ridge regression distillation in the style of FRePo (Zhou et al. 2022): "
+        "ridge regression on the synthetic set, kernel = features of a pool of networks "
+        "trained online on it, predicts a real batch; hard labels or learn_labels",
+        version="1", options={
+            "iterations": Int(5000, min=1, smoke=2), "batch_real": Int(1024, min=1),
+            "lr_img": Float(0.001, min=0), "lr_label": Float(0.001, min=0),
+            "learn_labels": Bool(False), "reg": Float(1e-6, min=0,
+                                                      doc="ridge x trace(K)/n"),
+            "pool_size": Int(10, min=1), "max_online_steps": Int(100, min=1),
+            "lr_net": Float(0.001, min=0, doc="Adam lr of the pool's online training"),
+            "init": _init("real"), "checkpoint_every": Int(100, min=0, doc="0 = never")})
 
 
 @hookimpl
