@@ -3,6 +3,7 @@ import inspect
 import subprocess
 import sys
 import warnings
+from pathlib import Path
 
 import pytest
 
@@ -234,6 +235,19 @@ def test_the_cli_works_around_a_broken_plugin_and_names_it_once(tmp_path, cli):
     code, out, err = cli("--plugin", plugin, "validate", suite)
     assert code == 2, out
     assert "'mine'" in err and f"plugin 'local:{plugin}' failed to load: duplicate" in err
+    data = Path(__file__).parent / "data"
+    plain = cli("compare", data / "compare_baseline.csv", data / "compare_current.csv")
+    broken = cli("--plugin", plugin, "compare", data / "compare_baseline.csv",
+                 data / "compare_current.csv")
+    assert broken[:2] == plain[:2]  # same verdict, same table
+    assert broken[2].startswith(f"warning: plugin 'local:{plugin}' failed to load")
+    import shutil
+
+    report = shutil.copytree(Path(__file__).parent.parent / "reports" / "quickstart",
+                             tmp_path / "quickstart")
+    code, out, err = cli("--plugin", plugin, "report", report)
+    assert code == 0, err
+    assert "warning: plugin" in err and "accuracy" in out.lower()
 
 
 def test_local_plugin_file_is_loaded():
