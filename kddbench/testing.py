@@ -169,7 +169,12 @@ def _condenser(registry, spec, tmp_path) -> None:
             augment=lambda aug: ctx.augment(aug, data))
         return spec.load()(request, **smoke_options(spec))
 
-    syn = run(0)
+    from .errors import KddbenchError
+
+    try:
+        syn = run(0)
+    except KddbenchError as exc:  # e.g. a condenser that loads a user's file
+        pytest.skip(f"{spec.name} needs input the kit cannot give: {exc}")
     assert isinstance(syn, SyntheticSet), f"{spec.name} returned {type(syn).__name__}"
     n = syn.images.shape[0]
     assert syn.images.shape[1:] == data.x_train.shape[1:], "image shape differs from the data"
