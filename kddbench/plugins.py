@@ -234,7 +234,18 @@ def build_registry(
     if autoload is None:
         autoload = not os.environ.get(AUTOLOAD_ENV)
     if autoload:
-        for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        found = list(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP))
+        for name in sorted(disable - {ep.name for ep in found}):  # a typo would do nothing
+            registry.warn("--disable-plugin: " + unknown_message(
+                "installed plugin", name, sorted(ep.name for ep in found)))
+        values: dict[str, str] = {}
+        for ep in found:
+            if ep.name in values and values[ep.name] != ep.value:
+                registry.warn(f"plugin {ep.name!r} ({ep.value}) not loaded: another installed "
+                              f"plugin has that entry-point name ({values[ep.name]}); uninstall "
+                              "one of them")
+                continue
+            values[ep.name] = ep.value
             if ep.name in disable or pm.has_plugin(ep.name) or ep.name in registry.dropped:
                 continue
             registry.switch_off[ep.name] = f"switch it off with --disable-plugin {ep.name}"

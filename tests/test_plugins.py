@@ -368,3 +368,26 @@ def test_executors_keep_the_executor_contract(registry):
     assert isinstance(inprocess, executor.Executor)
     for source in Path(builtin_executors.__file__).parent.glob("*.py"):
         assert "from kddbench.runner" not in source.read_text(), source  # kddbench.executor
+
+
+def test_a_misspelt_disable_plugin_is_a_warning_with_a_suggestion():
+    with pytest.warns(PluginLoadWarning, match="--disable-plugin: unknown installed plugin "
+                      "'condensaton'; did you mean 'condensation'"):
+        reg = build_registry(disable=["condensaton"])
+    assert "random" in reg.names("condenser")
+
+
+def test_two_installed_plugins_with_one_entry_point_name_keep_the_first(monkeypatch):
+    from importlib.metadata import EntryPoint
+
+    from kddbench import plugins
+
+    real = plugins.importlib.metadata.entry_points
+    clash = EntryPoint("condensation", "somebody_elses.plugin", plugins.ENTRY_POINT_GROUP)
+    monkeypatch.setattr(plugins.importlib.metadata, "entry_points",
+                        lambda group: [*real(group=group), clash])
+    with pytest.warns(PluginLoadWarning, match="'condensation' \\(somebody_elses.plugin\\) not "
+                      "loaded: another installed plugin has that entry-point name"):
+        reg = build_registry()
+    assert reg.owner("condenser", "random") == "condensation"
+    monkeypatch.undo()
