@@ -130,6 +130,44 @@ class SectionScope:
                      f"{', '.join(lacking)}")]
         return []
 
+    def metric(self, name: Any, path: str,
+               experiments: Iterable[str] | None = None) -> list[Problem]:
+        """A problem unless every task of ``experiments`` that declares its metrics
+        (``TaskSpec.metrics``) declares ``name`` (a name, or a pattern such as ``*_time_s``)."""
+        from .metrics import find
+
+        if not isinstance(name, str):
+            return [(path, f"expected a metric name (a string), got {name!r}")]
+        names = list(self.experiments) if not experiments else list(experiments)
+        tasks = list(dict.fromkeys(self.experiments[n].task for n in names
+                                   if n in self.experiments))
+        for task in tasks:
+            try:
+                declared = tuple(getattr(self.registry.get("task", task), "metrics", ()) or ())
+            except Exception:  # an unknown task is reported with its experiment
+                continue
+            if declared and find(name, declared) is None:
+                return [(path, unknown_message("metric", name, [m.name for m in declared],
+                                               listing=f"metrics of task {task!r}"))]
+        return []
+
+    def direction(self, name: str, experiments: Iterable[str] | None = None) -> bool | None:
+        """Whether higher ``name`` is better, as the experiments' tasks declare it (``True``
+        when no task declares it: the reports' long-standing reading of a score)."""
+        from .metrics import find
+
+        names = list(self.experiments) if not experiments else list(experiments)
+        for n in names:
+            try:
+                declared = getattr(self.registry.get("task", self.experiments[n].task),
+                                   "metrics", ())
+            except Exception:
+                continue
+            spec = find(name, declared or ())
+            if spec is not None:
+                return spec.higher_is_better
+        return True
+
     def cells(self, experiments: Iterable[str] | None = None) -> list:
         names = list(self.experiments) if not experiments else list(experiments)
         return [c for n in names for c in getattr(self.experiments.get(n), "cells", [])]
@@ -360,7 +398,8 @@ def table_problems(items: Any, scope: SectionScope) -> list[Problem]:
     ``rows``, ``columns`` and the keys of ``where`` and ``baseline`` must name axes of the
     table's experiments (all of the suite's when it names none) or the columns every row has
     (``experiment``, ``task``, ``protocol``, ``seed``); the values of ``where`` and
-    ``baseline`` must be values some cell has.  A table never averages cells that differ in
+    ``baseline`` must be values some cell has; ``metric`` must be one the experiments' tasks
+    declare (``TaskSpec.metrics``; a task that declares none is not checked).  A table never averages cells that differ in
     something it does not show: one entry of the table (its row and column labels) may hold
     several seeds of one configuration, nothing else; an entry that would pool cells differing
     in a hidden axis, or with different recipes or options, is refused with the axis named,
@@ -406,6 +445,7 @@ def table_problems(items: Any, scope: SectionScope) -> list[Problem]:
             for key, wanted in filt.items():
                 problems = scope.axis(key, f"{path}.{role}.{key}", exps, every=False)
                 found += problems or scope.values(f"{path}.{role}.{key}", key, wanted, exps)
+        found += scope.metric(table.get("metric", "accuracy"), f"{path}.metric", exps)
         out += found
         if found:
             continue

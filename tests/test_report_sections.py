@@ -34,6 +34,8 @@ def _problems(tmp_path, text, name="s.toml"):
     ('columns = ["ipc"]', 'columns = ["ipc", "method"]', "'method' is shown twice"),
     ('rows = ["method"]', 'rows = []', "tables[0].rows: at least one row axis"),
     ('name = "main"', 'name = "../main"', "'../main' is not a plain name"),
+    ('metric = "accuracy"', 'metric = "acuracy"', "tables[0].metric: unknown metric 'acuracy'; "
+     "did you mean 'accuracy'? (metrics of task 'condense':"),
 ])
 def test_table_keys_must_be_axes_of_its_experiments(tmp_path, old, new, expected):
     text = _problems(tmp_path, HEAD + "[[tables]]" + TABLE.replace(old, new))
@@ -126,6 +128,9 @@ def test_nas_entries_parse_into_the_plugin_section(tmp_path):
     ('target = "whole"', 'target = "hole"', "nas[0].target: unknown experiment 'hole'; did you "
      "mean 'whole'?"),
     ('name = "search"', 'name = "a/b"', "nas[0].name: 'a/b' is not a plain name"),
+    ('top_k = [3]', 'top_k = [3]\nmetric = "acc"', "nas[0].metric: unknown metric 'acc'"),
+    ('top_k = [3]', 'top_k = [3]\nmetric = "epochs"', "nas[0].metric: 'epochs' has no better "
+     "side"),
     ('[[nas]]', '[nas]', "nas: expected an array of tables ([[nas]] entries)"),
     ('[[nas]]', '[[nass]]', "nass: unknown key; did you mean 'nas'?"),
     ('distill_arch', 'distill_arch', None),
@@ -139,6 +144,34 @@ def test_nas_entries_are_validated(tmp_path, old, new, expected):
         expected = ("nas[0].group: a proxy ranking (experiment 'toy') would average cells that "
                     "differ in 'distill_arch' (convnet, mlp)")
     assert expected in _problems(tmp_path, text)
+
+
+def test_nas_best_follows_the_declared_direction():
+    from kddbench_plugins.nas.ranking import nas_table
+    from kddbench_plugins.nas.section import NASEntry
+
+    rows = [{"experiment": exp, "status": "ok", "eval_arch": arch, "seed": 0, "method": "m",
+             "misclassified": err, "train_time_s": 1}
+            for exp, errs in (("target", [10, 20, 30, 40]), ("proxy", [1, 2, 4, 3]))
+            for arch, err in zip("abcd", errs)]
+    spec = NASEntry("n", "proxy", "target", metric="misclassified", top_k=[3], group=["method"],
+                    higher_is_better=False)
+    row = nas_table(pd.DataFrame(rows), spec).iloc[0]
+    assert row["picked"] == "a" and row["best misclassified (target)"] == 10
+    assert row["rho top-3"] == pytest.approx(1.0)  # a, b, c: the three fewest errors
+
+
+def test_validating_a_nas_suite_imports_no_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom kddbench.cli import main\n"
+            f"try:\n    main(['validate', {str(ROOT / 'suites' / 'nas_cpu.toml')!r}])\n"
+            "except SystemExit as e:\n    assert not e.code, e.code\n"
+            "assert 'torch' not in sys.modules, 'torch imported by validate'\nprint('ok')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().endswith("ok")
 
 
 def test_the_committed_nas_report_rebuilds_from_its_records(tmp_path):

@@ -19,8 +19,10 @@ def nas_table(df: pd.DataFrame, spec) -> pd.DataFrame:
     One row per proxy configuration (``spec.group`` axes of the proxy experiment): Spearman's
     rho over all candidates and over the top-k candidates of the target ranking, the target
     score of the candidate the proxy would pick against the best one, and the training time
-    and stored images each search costs (summed over candidates, mean over seeds).
+    and stored images each search costs (summed over candidates, mean over seeds).  "Best"
+    follows ``spec.higher_is_better`` (the metric's declared direction).
     """
+    higher = getattr(spec, "higher_is_better", True)
     ok = df[df["status"] == "ok"] if "status" in df else df
     if ok.empty or spec.metric not in ok:
         return pd.DataFrame()
@@ -42,12 +44,13 @@ def nas_table(df: pd.DataFrame, spec) -> pd.DataFrame:
         row["candidates"] = len(common)
         row["rho (all)"] = spearman(p, t)
         for k in spec.top_k:
-            top = t.sort_values(ascending=False).index[:k]
+            top = t.sort_values(ascending=not higher).index[:k]
             row[f"rho top-{k}"] = spearman(p[top], t[top]) if len(common) >= k else float("nan")
-        chosen = p.idxmax() if len(p) else None
+        chosen = (p.idxmax() if higher else p.idxmin()) if len(p) else None
         row["picked"] = chosen
         row[f"picked {spec.metric} (target)"] = t.get(chosen, float("nan"))
-        row[f"best {spec.metric} (target)"] = t.max() if len(t) else float("nan")
+        row[f"best {spec.metric} (target)"] = (t.max() if higher else t.min()) if len(t) \
+            else float("nan")
         per_seed = frame.groupby([spec.by, "seed"])["train_time_s"].first().groupby("seed").sum()
         row["search time s (proxy)"] = per_seed.mean()
         row["search time s (target)"] = t_time.mean()

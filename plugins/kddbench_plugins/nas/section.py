@@ -28,6 +28,7 @@ class NASEntry:
     group: list[str] = field(default_factory=lambda: list(DEFAULT_GROUP))
     title: str = ""
     note: str = ""
+    higher_is_better: bool = True  # as the experiments' task declares ``metric``
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -66,6 +67,12 @@ class NASSection:
                 problems += scope.axis(axis, f"{path}.group[{i}]", [proxy])
         else:  # the default: those of the usual grouping axes the proxy has
             group = [g for g in DEFAULT_GROUP if g in scope.axes_of([proxy])]
+        metric = str(entry.get("metric", "accuracy"))
+        problems += scope.metric(metric, f"{path}.metric", [proxy, target])
+        higher = scope.direction(metric, [target])
+        if higher is None:
+            problems.append((f"{path}.metric", f"{metric!r} has no better side (its task "
+                             "declares no direction), so it cannot rank candidates"))
         if by in group:
             problems.append((f"{path}.group", f"{by!r} is the candidate axis (`by`); it cannot "
                              "also group the proxies"))
@@ -77,10 +84,9 @@ class NASSection:
                                   what=f"the target ranking (experiment {target!r})")
         if problems:
             return None, problems
-        return NASEntry(str(entry["name"]), proxy, target, by,
-                        str(entry.get("metric", "accuracy")), [int(k) for k in top_k],
+        return NASEntry(str(entry["name"]), proxy, target, by, metric, [int(k) for k in top_k],
                         [str(g) for g in group], str(entry.get("title", "")),
-                        str(entry.get("note", ""))), []
+                        str(entry.get("note", "")), bool(higher)), []
 
     def markdown(self, spec: NASEntry, df, suite) -> str:
         from .ranking import nas_table
