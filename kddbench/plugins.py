@@ -151,22 +151,14 @@ class Registry:
         return dict(self.distributions.values())
 
     def drop(self, plugin_name: str, reason: str, names: Iterable[tuple[str, str]] = ()) -> None:
-        """Drop a plugin: unregister it, forget its specs, remember why (and warn once)."""
-        reason = _one_line(reason)
-        self.dropped[plugin_name] = reason
+        """Drop a plugin before any of its specs is kept: unregister it (none of its hooks
+        runs), remember why and each ``(family, name)`` it offered, and warn once."""
+        self.dropped[plugin_name] = _one_line(reason)
         plugin = self.pm.get_plugin(plugin_name)
         if plugin is not None:
             self.pm.unregister(plugin)
-        for family_name in list(names):
+        for family_name in names:
             self.dropped_names.setdefault(family_name, plugin_name)
-        for (family, spec_name), owner in list(self.owners.items()):
-            if owner == plugin_name:
-                self.dropped_names.setdefault((family, spec_name), plugin_name)
-                del self.owners[(family, spec_name)]
-                self.specs.get(family, {}).pop(spec_name, None)
-                for alias, target in list(self.aliases.get(family, {}).items()):
-                    if target == spec_name:
-                        del self.aliases[family][alias]
         self.distributions.pop(plugin_name, None)
         self.warn(self._failure(plugin_name, how_to_switch_off=True))
 
