@@ -328,7 +328,7 @@ def render_report(suite, df: pd.DataFrame, references: Sequence = (),
                      " — a partial report: `kddbench run` resumes the rest") + ".", ""]
         if "wall_time_s" in df and df["wall_time_s"].notna().any():
             lines += [f"Compute: {df['wall_time_s'].sum():.0f} s summed over cells "
-                      f"(per-cell wall time, condensation and evaluation included).", ""]
+                      f"(each cell's wall time, everything it computed included).", ""]
     lines += scope_lines(suite)
     used = sorted(set(df["protocol"])) if "protocol" in df and not df.empty else []
     if used:
@@ -337,11 +337,10 @@ def render_report(suite, df: pd.DataFrame, references: Sequence = (),
             recipe = suite.protocols.get(name, {})
             lines.append(f"- `{name}`: " + ", ".join(f"{k}={v}" for k, v in recipe.items()))
         selects = sorted({str(suite.protocols.get(n, {}).get("select", "last")) for n in used})
-        tested = ("is measured after the last epoch" if selects == ["last"] else
-                  f"is measured on the model each protocol's `select` ({', '.join(selects)}) "
-                  "chooses")
-        lines += ["", "Per-cell recipe overrides are in `results.csv` (column `recipe`); accuracy "
-                  f"{tested}, never the best epoch on the test set.", ""]
+        tested = ("after the last epoch" if selects == ["last"] else
+                  f"on the model each protocol's `select` ({', '.join(selects)}) chooses")
+        lines += ["", "Per-cell recipe overrides are in `results.csv` (column `recipe`); test "
+                  f"metrics are measured {tested}, never at the best epoch on the test set.", ""]
     for table in suite.tables:
         lines += [f"## {table.title or table.name}", ""]
         if table.note:
