@@ -359,6 +359,7 @@ def compare(baseline: "pd.DataFrame", current: "pd.DataFrame",
         return str(rows["versions"].iloc[0]) if "versions" in rows.columns else ""
 
     rows, pairs, not_comparable = [], [], []
+    claimed = set(base["config_id"])  # current configurations the baseline accounts for
     regressions = improvements = 0
     direction_cache: dict[tuple, bool | None] = {}
     digits_cache: dict[tuple, int] = {}
@@ -379,6 +380,7 @@ def compare(baseline: "pd.DataFrame", current: "pd.DataFrame",
             others = [o for o in cur_by_labels.get(label_key(labels), []) if o not in
                       set(base["config_id"])]
             changed = [o for o in others if versions_of(cur_groups[o]) != versions_of(bgroup)]
+            claimed.update(others)
             if changed:
                 not_comparable.append({**{c: labels.get(c) for c in label_cols},
                                        "versions_base": versions_of(bgroup),
@@ -430,7 +432,10 @@ def compare(baseline: "pd.DataFrame", current: "pd.DataFrame",
                 b, c = bvals.loc[s], c_by_seed[m].loc[s]
                 if pd.isna(b):
                     continue
-                delta = float(c) - float(b) if not pd.isna(c) else float("nan")
+                if pd.isna(c):
+                    problems.append(f"{name} seed {s}: the current cell reports no {m!r}")
+                    continue
+                delta = float(c) - float(b)
                 v = metrics_mod.verdict(delta, allowed, higher)
                 deltas.append((s, delta))
                 verdicts.append(v)
@@ -459,6 +464,10 @@ def compare(baseline: "pd.DataFrame", current: "pd.DataFrame",
                          "worst": worst, "worst_seed": worst_seed, "allowed": allowed,
                          "verdict": verdict, "digits": digits_cache[(task, m)],
                          "config_id": cid})
+    new = [cid for cid in cur_groups if cid not in claimed]
+    if new:
+        warnings.append(f"{len(new)} current configuration(s) have no baseline and were not "
+                        "gated (refresh the baseline to gate them)")
     if allow_version_change and not_comparable:
         warnings.append(f"{len(not_comparable)} configuration(s) compared across plugin or "
                         "protocol versions")
@@ -510,8 +519,6 @@ def format_comparison(result: Comparison) -> str:
             shown[col] = shown[col].map(_label)
         shown["seeds"] = shown["seeds"].map(str)
         lines.append(shown.to_markdown(index=False, disable_numparse=True))
-    else:
-        lines.append("nothing compared")
     if not result.not_comparable.empty:
         nc = result.not_comparable.copy()
         for col in nc.columns:

@@ -139,6 +139,20 @@ def test_a_baseline_configuration_with_no_finished_seed_fails(tmp_path, cli):
     assert code == 4 and "has no finished seed: refresh the baseline" in report
 
 
+def test_a_finished_cell_without_the_metric_fails(tmp_path, cli):
+    cur = _results()
+    cur.loc[cur.index[5], "accuracy"] = float("nan")
+    code, report, _ = _gate(cli, tmp_path, cur)
+    assert code == 4 and "the current cell reports no 'accuracy'" in report
+
+
+def test_a_configuration_without_baseline_is_named_not_silently_gated(tmp_path, cli):
+    extra = _results().iloc[:2].copy()
+    extra["config_id"], extra["method"] = "brandnew", "brandnew"
+    code, report, _ = _gate(cli, tmp_path, pd.concat([_results(), extra]))
+    assert code == 0 and "1 current configuration(s) have no baseline" in report
+
+
 @pytest.mark.parametrize("metric", ["accuracy", "no_such_metric"])
 def test_an_absent_metric_column_fails(tmp_path, cli, metric):
     cur = _results()
