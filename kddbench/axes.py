@@ -54,7 +54,8 @@ class Axis:
     def describe(self) -> str:
         if self.kind == "plugin":
             extra = f" or {', '.join(self.reserved)}" if self.reserved else ""
-            return f"a {self.family} name{extra}"
+            article = "an" if self.family[:1] in "aeiou" else "a"
+            return f"{article} {self.family} name{extra}"
         if self.kind == "int":
             if self.min is not None and self.max is not None:
                 return f"an integer in [{self.min}, {self.max}]"

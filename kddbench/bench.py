@@ -69,7 +69,8 @@ def protocol_vs_bare(arch: str = "convnet3", images: int = 512, epochs: int = 2,
 
     def fresh():
         with seeded(0):
-            return spec.load()(channels, classes, (size, size), **dict(spec.options)).to(dev)
+            options = spec.resolve_options(None)
+            return spec.load()(channels, classes, (size, size), **options).to(dev)
 
     bare_loop(fresh(), x[:recipe.batch_size], y[:recipe.batch_size], recipe.with_(epochs=1), 0)
     protocol, whole, bare = [], [], []

@@ -65,7 +65,8 @@ def list_cmd(family, as_json):
         families = matches
     if as_json:
         out = {f: [{"name": s.name, "version": s.version, "description": s.description,
-                    "aliases": list(s.aliases), "options": dict(s.options),
+                    "aliases": list(s.aliases),
+                    "options": {k: getattr(v, "default", v) for k, v in s.options.items()},
                     "plugin": reg.owner(f, s.name)}
                    for s in (reg.specs[f][n] for n in reg.names(f))] for f in families}
         click.echo(json.dumps(out, indent=1, default=str))
@@ -142,9 +143,12 @@ def _print_plan(path, out, overrides):
              + _examples("kddbench validate suites/*.toml"))
 @click.argument("suites", nargs=-1, required=True, type=click.Path())
 @click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE")
-def validate(suites, overrides):
+@click.option("--force", is_flag=True, help="Expand suites of any size (default limit: 100,000 "
+              "cells; also KDDBENCH_MAX_CELLS).")
+def validate(suites, overrides, force):
     from .suite import load_suite
 
+    _allow_any_size(force)
     bad = 0
     for path in suites:
         try:
@@ -156,6 +160,16 @@ def validate(suites, overrides):
         click.echo(f"{path}: ok ({len(suite.cells)} cells, {len(suite.tables)} tables)")
     if bad:
         sys.exit(ExitCode.INVALID_INPUT)
+
+
+def _allow_any_size(force: bool) -> None:
+    """``--force``: lift the limit on the number of cells a suite may expand to."""
+    if force:
+        import os
+
+        from .suite import MAX_CELLS_ENV
+
+        os.environ[MAX_CELLS_ENV] = "0"
 
 
 @cli.command(help="Run a suite: every cell not yet finished, then rebuild its reports."
@@ -188,8 +202,11 @@ def validate(suites, overrides):
 @click.option("--only", multiple=True, metavar="EXPERIMENT", help="Run only these experiments.")
 @click.option("--dry-run", is_flag=True, help="List the cells and which are already done.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.option("--force", is_flag=True, help="Run suites of any size (default limit: 100,000 "
+              "cells; also KDDBENCH_MAX_CELLS).")
 def run(suite, out, device, data_root, download, cache_dir, no_cache, jobs, executor, threads,
-        reporters, overrides, only, dry_run, no_progress):
+        reporters, overrides, only, dry_run, no_progress, force):
+    _allow_any_size(force)
     if dry_run:
         _print_plan(suite, out, overrides)
         return

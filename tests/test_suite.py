@@ -117,3 +117,248 @@ def test_shipped_suites_validate(cli):
     for path in sorted((ROOT / "suites").glob("*.toml")):
         code, out, err = cli("validate", path)
         assert code == 0, err
+
+
+# --- ranges, choices, shapes and --set paths: every bad input is one line, exit 2 ------------
+
+CHECKED = """
+[suite]
+name = "checked"
+
+[protocols.quick]
+epochs = 3
+batch_size = 32
+
+[[experiments]]
+name = "toy"
+task = "condense"
+dataset = "toy"
+method = ["random", "dm"]
+ipc = [2, 5]
+eval_arch = "convnet"
+protocol = "quick"
+seeds = [0, 1]
+
+  [experiments.options.dm]
+  iterations = 5
+
+[[experiments]]
+name = "kd"
+task = "kd"
+dataset = "toy"
+teacher = "convnet"
+student = "mlp"
+kd_method = ["teacher", "none", "response"]
+teacher_protocol = "quick"
+protocol = "quick"
+"""
+
+
+def _problems(tmp_path, text, overrides=()):
+    with pytest.raises(SuiteError) as err:
+        load_suite(write_suite(tmp_path / "bad.toml", text), overrides)
+    prefix = f"{tmp_path / 'bad.toml'}: "
+    assert all(p.startswith(prefix) and "\n" not in p for p in err.value.problems)
+    return [p[len(prefix):] for p in err.value.problems]
+
+
+BAD_VALUES = [
+    ("ipc = [2, 5]", "ipc = -1", "experiments[0].ipc: expected an integer >= 1, got an integer -1"),
+    ("ipc = [2, 5]", "ipc = 1.5", "experiments[0].ipc: expected an integer >= 1, got a number 1.5"),
+    ("ipc = [2, 5]", 'ipc = "10"', "experiments[0].ipc: expected an integer >= 1, got a string"),
+    ("ipc = [2, 5]", "ipc = 0", "experiments[0].ipc: expected an integer >= 1, got an integer 0"),
+    ("ipc = [2, 5]", "ipc = []", "experiments[0].ipc: an empty list"),
+    ("ipc = [2, 5]", "ipc = [2, 2]", "experiments[0].ipc: 2 appears twice"),
+    ('method = ["random", "dm"]', 'method = ["random", "dm", 3]',
+     "experiments[0].method: expected a condenser name, got an integer 3"),
+    ("epochs = 3", "epochs = 0", "protocols.quick.epochs: expected int >= 1, got 0"),
+    ("batch_size = 32", "batch_size = 0", "protocols.quick.batch_size: expected int >= 1, got 0"),
+    ("batch_size = 32", "batch_size = 32\nlr = -0.1", "protocols.quick.lr: expected float >= 0"),
+    ("iterations = 5", "iterations = -50",
+     "experiments[0].options.dm.iterations: expected int >= 1, got -50"),
+    ("iterations = 5", 'init = "ral"', "options.dm.init: expected one of real, noise, got 'ral'; "
+     "did you mean 'real'?"),
+    ("iterations = 5", 'augment = "dsax"', "did you mean 'dsa'?"),
+    ("iterations = 5", "iterations = 5.0", "options.dm.iterations: expected int >= 1, got 5.0"),
+    ("epochs = 3", 'epochs = 3\noptimizer = "lbfgs"',
+     "protocols.quick.optimizer: expected one of sgd, adam, adamw, got 'lbfgs'"),
+    ("epochs = 3", 'epochs = 3\noptimizer = "adamm"', "did you mean 'adam'?"),
+    ("epochs = 3", 'epochs = 3\nschedule = "cosin"', "did you mean 'cosine'?"),
+    ("epochs = 3", 'epochs = 3\naugment = "dsax"', "protocols.quick.augment: expected one of"),
+    ("epochs = 3", 'epochs = 3\nlr = nan', "protocols.quick.lr: expected a finite float"),
+    ("epochs = 3", 'epochs = 3\nschedule = "multistep"', "needs milestones"),
+    ("epochs = 3", 'epochs = 10\nschedule = "multistep"\nmilestones = [5, 20]',
+     "protocols.quick.milestones: milestone epochs lie in [1, epochs - 1] = [1, 9]"),
+    ("epochs = 3", 'epochs = 10\nschedule = "multistep"\nmilestones = [0.5, 3]',
+     "all epochs (integers) or all fractions"),
+    ("epochs = 3", 'epochs = 10\nmilestones = [5]', "milestones apply to schedule = 'multistep'"),
+    ("epochs = 3", 'epochs = 10\nwarmup_epochs = 10', "protocols.quick.warmup_epochs: expected"),
+    ("seeds = [0, 1]", "seeds = true", "experiments[0].seeds: expected a list of integers"),
+    ("seeds = [0, 1]", "seeds = []", "experiments[0].seeds: an empty list"),
+    ("seeds = [0, 1]", "seeds = 0", "experiments[0].seeds: a count of seeds is at least 1"),
+    ("seeds = [0, 1]", "seeds = [0, 0]", "experiments[0].seeds: a seed appears twice"),
+    ('kd_method = ["teacher"', 'kd_method = ["techer"',
+     "experiments[1].kd_method: unknown KD method 'techer'; did you mean 'teacher'?"),
+    ('"none", "response"]', '"nonee", "response"]', "did you mean 'none'?"),
+    ('teacher_protocol = "quick"', 'teacher_protocol = "quik"',
+     "experiments[1].teacher_protocol: unknown protocol 'quik'; did you mean 'quick'?"),
+    ('name = "checked"', 'name = "../elsewhere"', "suite.name: '../elsewhere' is not a plain name"),
+    ('name = "checked"', 'name = "/tmp/abs"', "suite.name: '/tmp/abs' is not a plain name"),
+    ('name = "checked"', 'name = ".."', "suite.name: '..' is not a plain name"),
+    ("seeds = [0, 1]", 'seeds = [0, 1]\n\n  [[experiments.overrides]]\n  match = { method = "randm" }'
+     "\n  skip = true", "overrides[0].match.method: unknown condensation method 'randm'; did you "
+     "mean 'random'?"),
+    ("seeds = [0, 1]", 'seeds = [0, 1]\n\n  [[experiments.overrides]]\n  match = { ipc = "2" }'
+     "\n  skip = true", "overrides[0].match.ipc: expected an integer >= 1"),
+    ("seeds = [0, 1]", "seeds = [0, 1]\noverrides = { match = 1 }",
+     "experiments[0].overrides: expected a list of tables"),
+]
+
+
+@pytest.mark.parametrize("old,new,message", BAD_VALUES, ids=[b[1] for b in BAD_VALUES])
+def test_out_of_range_and_misspelt_values_are_refused(tmp_path, old, new, message):
+    assert old in CHECKED
+    problems = _problems(tmp_path, CHECKED.replace(old, new, 1))
+    assert any(message in p for p in problems), problems
+
+
+def test_the_checked_suite_itself_is_fine(tmp_path):
+    suite = load_suite(write_suite(tmp_path / "ok.toml", CHECKED))
+    assert len(suite.cells) == 2 * 2 * 2 + 3
+    assert {c.options["dm"]["iterations"] for c in suite.cells if c.get("method") == "dm"} == {5}
+
+
+BAD_SHAPES = [
+    ('[suite]\nname = "checked"', 'suite = "x"\n[other]\nname = "checked"', "suite: expected a "
+     "table, got a string"),
+    ("[protocols.quick]", "[protocols.quick.x]", "protocols.quick.x: unknown key"),
+    ('teacher = "convnet"', "teacher = 5", "experiments[1].teacher: expected an architecture "
+     "name, got an integer 5"),
+    ('name = "toy"', "name = 5", "experiments[0].name: expected a string, got an integer 5"),
+    ('task = "kd"', 'task = ["kd"]', "experiments[1].task: expected a string, got a list"),
+    ("  [experiments.options.dm]\n  iterations = 5", "  [experiments.options]\n  dm = 5",
+     "experiments[0].options.dm: must be a table of option = value, got an integer 5"),
+    ('protocol = "quick"\nseeds', 'protocol = "quick"\nrecipe = 5\nseeds',
+     "experiments[0].recipe: expected a table, got an integer 5"),
+]
+
+
+@pytest.mark.parametrize("old,new,message", BAD_SHAPES, ids=[b[1] for b in BAD_SHAPES])
+def test_wrong_container_types_are_one_line_each(tmp_path, old, new, message):
+    assert old in CHECKED
+    problems = _problems(tmp_path, CHECKED.replace(old, new, 1))
+    assert any(message in p for p in problems), problems
+
+
+def test_a_table_where_a_list_of_tables_goes(tmp_path):
+    text = '[suite]\nname = "x"\n\n[experiments]\nname = "toy"\ntask = "condense"\n'
+    assert _problems(tmp_path, text) == [
+        "experiments: expected a list of tables ([[experiments]]), got a table {'name': 'toy', "
+        "'task': 'condense'}"]
+
+
+@pytest.mark.parametrize("item,message", [
+    ("experiments.5.seeds=1", "experiments.5: no item 5: experiments has 2 item(s), 0 to 1"),
+    ("experiments.x.seeds=1", "experiments.x: experiments is a list: index it with a number"),
+    ("suite.name.x=1", "suite.name.x: suite.name is a string, not a table or a list"),
+    ("=1", "not of the form key.path=value"),
+    ("experiments..seeds=1", "not of the form key.path=value"),
+    ("seeds", "not of the form key.path=value"),
+    ("experiments.0.ipc.7=3", "experiments.0.ipc.7: no item 7"),
+    ("experiments.0=5", "experiments[0]: expected a table, got an integer 5"),
+    ("tables=5", "tables: expected a list of tables ([[tables]]), got an integer 5"),
+])
+def test_malformed_set_paths_are_refused(tmp_path, item, message):
+    problems = _problems(tmp_path, CHECKED, [item])
+    assert any(message in p for p in problems), problems
+
+
+def test_set_paths_ending_on_a_list_index_or_star_take_effect(tmp_path):
+    path = write_suite(tmp_path / "s.toml", CHECKED)
+    suite = load_suite(path, ["experiments.0.ipc.1=7"])
+    assert {c["ipc"] for c in suite.cells if c.experiment == "toy"} == {2, 7}
+    suite = load_suite(path, ["experiments.0.ipc=[3]", "experiments.*.seeds=[3]",
+                              "protocols.*.epochs=2"])
+    assert {c.seed for c in suite.cells} == {3} and {c.recipe["epochs"] for c in suite.cells} == {2}
+    replaced = ('experiments.1={name="kd2", task="kd", dataset="toy", teacher="convnet", '
+                'student="mlp", kd_method="none"}')
+    suite = load_suite(path, [replaced])
+    assert {c.experiment for c in suite.cells} == {"toy", "kd2"}
+
+
+def test_a_directory_or_a_binary_file_is_one_line(tmp_path, cli):
+    (tmp_path / "dir.toml").mkdir()
+    binary = tmp_path / "bin.toml"
+    binary.write_bytes(b"\xff\xfe[suite]\x00\x81")
+    for target, message in ((tmp_path / "dir.toml", "is a directory"),
+                            (binary, "not a UTF-8 text file")):
+        code, _, err = cli("validate", target)
+        assert code == 2 and message in err and "Traceback" not in err
+        assert len([line for line in err.splitlines() if line.strip()]) == 1
+
+
+def test_validate_cli_gives_one_line_per_problem_and_exit_2(tmp_path, cli):
+    bad = CHECKED.replace("ipc = [2, 5]", "ipc = -1").replace("epochs = 3", "epochs = 0")
+    code, out, err = cli("validate", write_suite(tmp_path / "bad.toml", bad), "--set",
+                         "experiments.0.seeds=true")
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and "Traceback" not in err
+    assert any(line.endswith("experiments[0].ipc: expected an integer >= 1, got an integer -1")
+               for line in lines)
+    assert any("protocols.quick.epochs: expected int >= 1, got 0" in line for line in lines)
+    assert any("experiments[0].seeds: expected a list of integers" in line for line in lines)
+    assert all(line.startswith(str(tmp_path / "bad.toml") + ": ") for line in lines)
+
+
+def test_a_huge_cross_product_is_refused_unless_forced(tmp_path, cli, monkeypatch):
+    path = write_suite(tmp_path / "s.toml", CHECKED)
+    with pytest.raises(SuiteError, match="expands to 8 cells, more than the limit of 5"):
+        load_suite(path, max_cells=5)
+    assert len(load_suite(path, max_cells=0).cells) == 11  # 0: no limit
+    monkeypatch.setenv("KDDBENCH_MAX_CELLS", "9")  # 8 + 3 cells: the second one is over
+    code, _, err = cli("validate", path)
+    assert code == 2 and "experiments[1]: expands to 3 cells, more than the limit of 9" in err
+    assert "--force" in err
+    code, out, err = cli("validate", path, "--force")
+    assert code == 0 and "ok (11 cells" in out, err
+
+
+def test_default_limit_is_100000_cells(tmp_path):
+    from kddbench.suite import DEFAULT_MAX_CELLS, max_cells_limit
+
+    assert DEFAULT_MAX_CELLS == 100_000 and max_cells_limit() == 100_000
+    big = CHECKED.replace("seeds = [0, 1]", "seeds = 25001")  # 2 x 2 x 25,001 = 100,004
+    problems = _problems(tmp_path, big)
+    assert any("expands to 100,004 cells, more than the limit of 100,000" in p for p in problems)
+
+
+def test_tasks_declare_typed_axes_and_rules():
+    from kddbench.axes import Axis, AxisUnused, IntAxis, PluginAxis, ProtocolAxis
+    from kddbench.specs import TaskSpec
+
+    typed = TaskSpec("t", "m:f", axes={"data": PluginAxis("dataset", required=True),
+                                       "n": IntAxis(min=1), "role": PluginAxis(
+                                           "kd_method", reserved=("teacher",)),
+                                       "p": ProtocolAxis()},
+                     rules=(AxisUnused("n", by="data", flag="offline"),))
+    assert typed.axes == ("data", "n", "role", "p") and typed.required == ("data",)
+    assert typed.plugin_axes == {"data": "dataset", "role": "kd_method"}
+    assert typed.reserved == {"role": ("teacher",)} and typed.protocol_axes == ("p",)
+    legacy = TaskSpec("t", "m:f", axes=("data", "n"), required=("data",),
+                      plugin_axes={"data": "dataset"})
+    assert legacy.axis_types["data"] == PluginAxis("dataset", required=True)
+    assert legacy.axis_types["n"] == Axis()  # untyped: any value
+    values = {"data": "x", "n": 3}
+    AxisUnused("n", by="data", flag="offline").apply(values, lambda axis: type(
+        "S", (), {"offline": False})())
+    assert values["n"] is None
+
+
+def test_the_core_suite_loader_names_no_family_or_axis():
+    from conftest import ROOT
+
+    text = (ROOT / "kddbench" / "suite.py").read_text()
+    code = "\n".join(line for line in text.splitlines() if not line.strip().startswith("#"))
+    for word in ("condenser", '"ipc"', "distill_arch", "eval_arch", '"dataset"', "kd_method",
+                 "uses_ipc"):
+        assert word not in code, word
