@@ -66,7 +66,7 @@ def data() -> DataSplits:
 def _net(seed: int):
     spec = get_registry().get("architecture", "convnet3")
     with seeded(seed):
-        return spec.load()(1, CLASSES, (28, 28), **dict(spec.options))
+        return spec.load()(1, CLASSES, (28, 28), **spec.resolve_options(None))
 
 
 def _request(data, seed=0):

@@ -39,7 +39,7 @@ def tensors():
 
 def _arch(name, **options):
     spec = get_registry().get("architecture", name)
-    return spec.load()(1, 10, (28, 28), **{**spec.options, **options})
+    return spec.load()(1, 10, (28, 28), **spec.resolve_options(options))
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +97,7 @@ def test_kd_method(benchmark, tensors, teacher, warm, name, mode):
     spec = get_registry().get("kd_method", name)
 
     def make(student):
-        kd = build_kd_loss(spec.load(), teacher, student, x[:2], 0, **dict(spec.options))
+        kd = build_kd_loss(spec.load(), teacher, student, x[:2], 0, **spec.resolve_options(None))
         return DistillationLoss(kd, teacher, epochs=RECIPE.epochs,
                                 x=x if mode == "cached" else None)
 

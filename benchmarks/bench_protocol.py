@@ -26,7 +26,7 @@ def tensors():
 def _net():
     spec = get_registry().get("architecture", "convnet3")
     with seeded(0):
-        return spec.load()(1, 10, (28, 28), **dict(spec.options))
+        return spec.load()(1, 10, (28, 28), **spec.resolve_options(None))
 
 
 RECIPE = Recipe(epochs=1, schedule="constant")

@@ -11,7 +11,7 @@ SHAPES = [(1, 28, 28), (3, 32, 32)]
 
 def _build(registry, name, shape, classes=10):
     spec = registry.get("architecture", name)
-    opts = dict(spec.options)
+    opts = spec.resolve_options(None)
     if spec.prefix:
         opts["name"] = name.split(":", 1)[1]
     with seeded(0):

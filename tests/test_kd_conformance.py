@@ -22,7 +22,7 @@ METHODS = build_registry().names("kd_method")
 @pytest.fixture(scope="module")
 def toy():
     spec = build_registry().get("dataset", "toy")
-    return spec.load()(Path("."), False, **spec.options)
+    return spec.load()(Path("."), False, **spec.resolve_options(None))
 
 
 def _nets(data, norm="instancenorm"):
@@ -40,7 +40,7 @@ def _flat(net):
 
 def _build(registry, name, teacher, student, x, seed=0):
     spec = registry.get("kd_method", name)
-    return build_kd_loss(spec.load(), teacher, student, x[:2], seed, **dict(spec.options))
+    return build_kd_loss(spec.load(), teacher, student, x[:2], seed, **spec.resolve_options(None))
 
 
 # conformance -----------------------------------------------------------------------------

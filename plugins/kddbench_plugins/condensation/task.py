@@ -40,7 +40,10 @@ def condensed_set(cell, ctx, data) -> tuple[SyntheticSet, float]:
             build_net=lambda seed: ctx.build_net(distill_arch, data, seed, cell=cell),
             generator=ctx.generator(cell, "condense"), device=ctx.device,
             checkpoint=ctx.checkpoint({"condense": key}), seed=ctx.seed(cell, "condense"),
-            augment=lambda name: ctx.augment(name, data),
+            augment=lambda name: ctx.augment(name, data), artifacts=ctx.artifacts,
+            net_key={"arch": arch_spec.name, "inline": names.parse(distill_arch)[1],
+                     "options": cell.options.get(arch_spec.name, {}),
+                     "version": arch_spec.version},
             log=lambda step, **scalars: curve.append({"step": float(step), **scalars}))
         start = time.perf_counter()
         syn = spec.load()(request, **options)
@@ -71,7 +74,7 @@ def write_pictures(cell, ctx, data, syn: SyntheticSet) -> None:
     from .pictures import write_pictures as draw
 
     spec = ctx.registry.get("condenser", cell["method"])
-    draw(ctx.output_dir, cell, method_options(cell, spec), dict(spec.options), data, syn)
+    draw(ctx.output_dir, cell, method_options(cell, spec), spec.resolve_options(None), data, syn)
 
 
 def run(cell, ctx) -> dict:
