@@ -68,6 +68,13 @@ def suggest(name: str, choices: Iterable[str]) -> str | None:
     return matches[0] if matches else None
 
 
+def did_you_mean(name: object, choices: Iterable[object]) -> str:
+    """``"; did you mean 'x'?"`` for the closest choice, else ``""`` (the hint every message
+    here uses; :func:`unknown_message` is the whole sentence)."""
+    hint = suggest(str(name), [str(c) for c in choices])
+    return f"; did you mean {hint!r}?" if hint else ""
+
+
 def unknown_message(kind: str, name: str, available: Iterable[str], because: str | None = None,
                     note: str | None = None, listing: str = "available",
                     say_name: bool = True) -> str:
@@ -84,10 +91,8 @@ def unknown_message(kind: str, name: str, available: Iterable[str], because: str
     if because:
         return f"{kind} {name!r} is missing: {because}"
     available = list(dict.fromkeys(map(str, available)))  # keep the caller's order, no repeats
-    hint = suggest(str(name), available)
-    text = f"unknown {kind} {name!r}" if say_name else f"unknown {kind}"
-    if hint:
-        text += f"; did you mean {hint!r}?"
+    text = (f"unknown {kind} {name!r}" if say_name else f"unknown {kind}")
+    text += did_you_mean(name, available)
     shown = ", ".join(available[:30]) + (" ..." if len(available) > 30 else "")
     text += f" ({listing}: {shown or 'none'})"
     return text + (f"; {note}" if note else "")

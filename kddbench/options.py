@@ -23,7 +23,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
-from .errors import KddbenchError, suggest, unknown_message
+from .errors import KddbenchError, did_you_mean, unknown_message
 
 KINDS = ("int", "float", "bool", "str", "choice", "any")
 
@@ -182,9 +182,8 @@ def check_option(option: Any, value: Any, registry: Any = None) -> str | None:
             return None if isinstance(value, str) else f"expected a name, got {value!r}"
         if any(value == c and type(value) is type(c) for c in choices):
             return None
-        hint = suggest(str(value), [str(c) for c in choices])
         return (f"expected one of {', '.join(map(str, choices))}, got {value!r}"
-                + (f"; did you mean {hint!r}?" if hint else ""))
+                + did_you_mean(value, choices))
     if kind == "int" and (isinstance(value, bool) or not isinstance(value, int)):
         return f"expected {opt.describe()}, got {value!r}"
     if kind == "float":
