@@ -49,7 +49,8 @@ def test_spec_is_lazy_versioned_and_documented(registry, name):
     spec = registry.get("kd_method", name)
     assert spec.version == "1" and spec.description
     assert isinstance(spec.factory, str) and ":" in spec.factory
-    assert all(isinstance(v, (int, float, str, bool)) for v in spec.options.values())
+    assert all(isinstance(v, (int, float, str, bool))
+               for v in spec.resolve_options(None).values())
 
 
 @pytest.mark.parametrize("name", METHODS)
