@@ -222,7 +222,7 @@ def resolve(declared: Mapping[str, Any], given: Mapping[str, Any] | None = None,
     """Plain defaults of ``declared`` overlaid with ``given`` (validated unless ``check`` is
     false; a problem raises :class:`KddbenchError` naming every bad option)."""
     if check:
-        problems = check_options(declared, given, owner, registry)
+        problems = check_options(declared, given, "", registry)  # owner leads the message
         if problems:
             where = f"{owner}: " if owner else ""
             raise KddbenchError(where + "; ".join(
