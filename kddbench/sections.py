@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -322,13 +323,15 @@ def parse_sections(raw_suite: Mapping[str, Any], registry, experiment_names: Ite
             problems.append((key, f"expected an array of tables ([[{key}]] entries), got "
                              f"{type(raw_suite[key]).__name__}"))
             continue
-        section = spec.load()()
+        section = _load(spec, key, problems)
+        if section is None:
+            continue
         for i, entry in enumerate(items):
             path = f"{key}[{i}]"
             if not isinstance(entry, Mapping):
                 problems.append((path, f"expected a table, got {type(entry).__name__}"))
                 continue
-            value, found = section.parse(entry, path, scope)
+            value, found = _parse(section, spec, entry, path, scope)
             problems.extend(found)
             if not found:
                 parsed.append(ParsedSection(key, i, spec, section, value))
@@ -359,33 +362,82 @@ def _task_sections(raw_suite, registry, specs, scope: SectionScope,
                 continue
             if spec.suite_key in raw_suite:
                 continue  # the suite writes its own entries
-            section = spec.load()()
+            section = _load(spec, spec.suite_key, problems)
+            if section is None:
+                continue
             implicit = getattr(section, "implicit", None)
             if implicit is None:
                 problems.append((spec.suite_key, f"task {task_name!r} names section "
                                  f"{spec.name!r}, which has no implicit entries"))
                 continue
-            for i, entry in enumerate(implicit(list(exps))):
+            try:
+                entries = list(implicit(list(exps)))
+            except Exception as exc:  # a broken plugin is reported, never a traceback
+                problems.append((spec.suite_key, f"report section {spec.name!r}: implicit() "
+                                 f"failed: {type(exc).__name__}: {exc}"))
+                continue
+            for i, entry in enumerate(entries):
                 path = f"{spec.suite_key}[{i}] (from task {task_name!r})"
-                value, found = section.parse(entry, path, scope)
+                value, found = _parse(section, spec, entry, path, scope)
                 problems.extend(found)
                 if not found:
                     out.append(ParsedSection(spec.suite_key, i, spec, section, value, True))
     return out
 
 
+def _load(spec, key: str, problems: list[Problem]):
+    """The section object of ``spec``, or ``None`` with a problem when its plugin is broken."""
+    try:
+        return spec.load()()
+    except Exception as exc:
+        problems.append((key, f"report section {spec.name!r} failed to load: "
+                         f"{type(exc).__name__}: {exc}"))
+        return None
+
+
+def _parse(section, spec, entry, path: str, scope) -> tuple[Any, list[Problem]]:
+    """``section.parse`` with a broken plugin contained: an exception or a malformed answer
+    is one problem naming the section, never a traceback."""
+    from .errors import KddbenchError
+
+    try:
+        value, found = section.parse(entry, path, scope)
+        found = [(str(where), str(message)) for where, message in found]
+    except KddbenchError as exc:
+        return None, [(path, str(exc))]
+    except Exception as exc:
+        return None, [(path, f"report section {spec.name!r} failed on this entry: "
+                       f"{type(exc).__name__}: {exc}")]
+    return value, found
+
+
 def render_sections(sections: Sequence[ParsedSection], df, suite) -> list[str]:
-    """The Markdown of every parsed section, in order."""
-    return [s.section.markdown(s.entry, df, suite) for s in sections]
+    """The Markdown of every parsed section, in order; a section whose plugin fails says so
+    in its place (with a warning) instead of taking the whole report down."""
+    out = []
+    for s in sections:
+        try:
+            out.append(s.section.markdown(s.entry, df, suite))
+        except Exception as exc:
+            message = (f"report section {s.spec.name!r} ({s.path}) failed: "
+                       f"{type(exc).__name__}: {exc}")
+            warnings.warn(message, stacklevel=2)
+            out.append(f"## {s.path}\n\n_{message}_\n")
+    return out
 
 
 def write_section_files(sections: Sequence[ParsedSection], df, out_dir, suite) -> list:
-    """Every file the parsed sections write beside the report."""
+    """Every file the parsed sections write beside the report (a failing one is a warning)."""
     paths = []
     for s in sections:
         write = getattr(s.section, "write", None)
-        if write is not None:
+        if write is None:
+            continue
+        try:
             paths.extend(write(s.entry, df, out_dir, suite) or ())
+        except Exception as exc:
+            warnings.warn(f"report section {s.spec.name!r} ({s.path}) could not write its "
+                          f"files: {type(exc).__name__}: {exc}", stacklevel=2)
     return paths
 
 

@@ -286,3 +286,67 @@ def test_report_prose_follows_set_overrides(tmp_path):
     assert "with `--set experiments.*.seeds=[7]` applied" in changed
     assert "- `toy` (5 cells): 1 seed: 7;" in changed
     assert "(1 seed: 7; n = seeds finished)" in changed and "2 seeds" not in changed
+
+
+def test_a_broken_section_plugin_is_contained(tmp_path, cli):
+    path = tmp_path / "broken.py"
+    path.write_text(SECTION_PLUGIN.replace(
+        '        problems = scope.experiment(entry.get("experiment"), path + ".experiment")\n',
+        '        if entry.get("crash"):\n            raise ZeroDivisionError("parse")\n'
+        '        problems = scope.experiment(entry.get("experiment"), path + ".experiment")\n'
+    ).replace('        rows = 0 if', '        1 / 0\n        rows = 0 if'))
+    plugins.configure(extra=[str(path)])
+    text = TINY_SUITE + '\n[[tally]]\nname = "t"\nexperiment = "toy"\ncrash = true\n'
+    assert ("tally[0]: report section 'tally' failed on this entry: ZeroDivisionError: parse"
+            in _problems(tmp_path, text))
+    suite = load_suite(write_suite(tmp_path / "ok.toml", text.replace("crash = true", "")))
+    with pytest.warns(UserWarning, match="report section 'tally'"):
+        write_reports(suite, tmp_path / "out")
+    report = (tmp_path / "out" / "leaderboard.md").read_text()
+    assert "_report section 'tally' (tally[0]) failed: ZeroDivisionError" in report
+    code, _, err = cli("--plugin", path, "validate",
+                       write_suite(tmp_path / "c.toml", text))
+    assert code == 2 and "Traceback" not in err
+
+
+# -- no suite shape gives a traceback ------------------------------------------------------
+
+def _values():
+    from hypothesis import strategies as st
+
+    scalar = st.one_of(st.integers(-3, 30), st.booleans(), st.floats(allow_nan=False),
+                       st.sampled_from(["toy", "whole", "eval_arch", "method", "ipc", "seed",
+                                        "accuracy", "", "../x", "random", "full"]))
+    return st.recursive(scalar, lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(st.sampled_from(
+            ["method", "ipc", "eval_arch", "x"]), inner, max_size=2)), max_leaves=4)
+
+
+def test_any_value_in_a_nas_or_table_entry_is_a_problem_or_fine(tmp_path):
+    import tomllib
+
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from kddbench.plugins import get_registry
+    from kddbench.suite import build_suite
+
+    base = tomllib.loads(NAS + "\n[[tables]]\nname = \"t\"\nrows = [\"method\"]\n"
+                         "columns = [\"ipc\"]\n")
+    registry = get_registry()
+    keys = {"nas": ["name", "proxy", "target", "by", "metric", "top_k", "group", "title", "x"],
+            "tables": ["name", "rows", "columns", "where", "baseline", "metric", "experiments"]}
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.sampled_from(sorted(keys)), st.data(), _values())
+    def check(where, data, value):
+        import copy
+
+        raw = copy.deepcopy(base)
+        raw[where][0][data.draw(st.sampled_from(keys[where]))] = value
+        try:
+            build_suite(raw, "fuzz.toml", registry)
+        except SuiteError:
+            pass
+
+    check()
