@@ -8,27 +8,16 @@ import subprocess
 import sys
 import time
 import traceback
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from .cells import Cell
 from .errors import KddbenchError
+# the executor contract lives in kddbench.executor; these names stay importable from here
+from .executor import _WORKER, CellJob, Executor, RunSettings, executor_options  # noqa: F401
 from .plugins import Registry, get_registry
 from .store import ResultStore
-
-
-@dataclass
-class RunSettings:
-    """Everything a worker needs to rebuild a run context (picklable)."""
-
-    device: str = "auto"
-    data_root: str | None = None
-    download: bool | None = None
-    cache_dir: str | None = None
-    use_cache: bool = True
-    threads: int | None = None
-    out_dir: str | None = None
 
 
 @functools.lru_cache(maxsize=1)
@@ -107,6 +96,7 @@ def base_record(cell: Cell, suite_name: str, env: dict[str, Any]) -> dict[str, A
         "config_id": cell.config_id,
         "suite": suite_name,
         **cell.to_dict(),
+        **({"smoke": True} if "smoke" in cell.versions else {}),  # kddbench.smoke: not real
         "env": env,
         "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
@@ -123,6 +113,7 @@ def execute_cell(cell: Cell, ctx, suite_name: str, env: dict[str, Any]) -> dict[
     """Run one cell and return its record; an exception becomes an error record."""
     record = base_record(cell, suite_name, env)
     start = time.perf_counter()
+    ctx.artifacts.warnings.clear()
     try:
         spec = ctx.registry.get("task", cell.task)
         ctx.extra = {}
@@ -134,7 +125,37 @@ def execute_cell(cell: Cell, ctx, suite_name: str, env: dict[str, Any]) -> dict[
     except Exception as exc:  # one failing cell never loses the others
         error_record(record, exc)
     record["wall_time_s"] = time.perf_counter() - start
+    if ctx.artifacts.warnings:  # corrupt artifacts this cell found (and rebuilt)
+        record["warnings"] = list(ctx.artifacts.warnings)
+        ctx.artifacts.warnings.clear()
     return record
+
+
+def execute(item, ctx, suite_name: str, env: dict[str, Any]) -> dict[str, Any]:
+    """Run one work item: a cell (its record) or an :class:`~kddbench.artifacts.ArtifactRequest`
+    (a small result saying whether its artifact was built)."""
+    from .artifacts import ArtifactRequest, build_artifact
+
+    if isinstance(item, ArtifactRequest):
+        return build_artifact(item, ctx)
+    return execute_cell(item, ctx, suite_name, env)
+
+
+def item_from_dict(data: dict[str, Any]):
+    """The inverse of ``item.to_dict()`` for cells and artifact requests."""
+    from .artifacts import ArtifactRequest
+
+    if "artifact" in data:
+        return ArtifactRequest.from_dict(data)
+    return Cell.from_dict(data)
+
+
+def failed_item(item, suite_name: str, exc: BaseException) -> dict[str, Any]:
+    """The record of a cell (or the result of an artifact request) whose worker died."""
+    if not isinstance(item, Cell):
+        return {"artifact_id": getattr(item, "artifact_id", ""), "status": "error",
+                "label": item.label(), "error": f"{type(exc).__name__}: {exc}"}
+    return error_record(base_record(item, suite_name, {}), exc)
 
 
 class InProcessExecutor:
@@ -149,11 +170,8 @@ class InProcessExecutor:
         if self.ctx is None:
             self.ctx = make_context(self.settings, self.registry)
         env = environment(self.registry, str(self.ctx.device))
-        for cell in cells:
-            yield cell, execute_cell(cell, self.ctx, suite_name, env)
-
-
-_WORKER: dict[str, Any] = {}
+        for cell in cells:  # taken one at a time: the runner claims each as it is taken
+            yield cell, execute(cell, self.ctx, suite_name, env)
 
 
 def _die_with_parent() -> None:
@@ -171,94 +189,165 @@ def _die_with_parent() -> None:
         pass
 
 
-@dataclass
-class CellJob:
-    """``record = CellJob(...)(cell_dict)``: runs one cell in whatever process calls it.
-
-    This is the whole contract between the runner and an out-of-process executor (a process
-    pool, a Slurm job, a Ray task): it is picklable, rebuilds the plugin registry and the run
-    context in the worker the first time it is called there (the same plugins and settings as
-    the parent), and returns the cell's record; it never raises for a failing cell.
-    """
-
-    settings: RunSettings
-    suite_name: str
-    plugin_args: tuple = ()
-
-    @classmethod
-    def for_this_run(cls, settings: RunSettings, suite_name: str) -> "CellJob":
-        from .plugins import registry_args
-
-        return cls(settings, suite_name, registry_args())
-
-    def setup(self) -> None:
-        key = (repr(self.settings), repr(self.plugin_args))
-        if _WORKER.get("key") == key:
-            return
-        from . import plugins
-
-        registry = plugins.configure(*self.plugin_args)
-        _WORKER["ctx"] = make_context(self.settings, registry)
-        _WORKER["env"] = environment(registry, str(_WORKER["ctx"].device))
-        _WORKER["key"] = key
-
-    def __call__(self, cell_dict: dict[str, Any]) -> dict[str, Any]:
-        self.setup()
-        return execute_cell(Cell.from_dict(cell_dict), _WORKER["ctx"], self.suite_name,
-                            _WORKER["env"])
-
-    def failed(self, cell: Cell, exc: BaseException) -> dict[str, Any]:
-        """The record of a cell whose worker died before it could write one."""
-        return error_record(base_record(cell, self.suite_name, {}), exc)
-
-
-def executor_options(name: str, given: dict[str, Any],
-                     declared: dict[str, Any]) -> dict[str, Any]:
-    """An executor's options: its ``declared`` defaults updated by those ``given``; a name it
-    does not declare is a :class:`KddbenchError` listing the real ones (typos fail early)."""
-    unknown = sorted(set(given) - set(declared))
-    if unknown:
-        raise KddbenchError(
-            f"executor {name!r} has no option(s) {unknown}"
-            + (f"; its options: {', '.join(declared)}" if declared else "; it takes none"))
-    return {**declared, **given}
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"warning: {message}", file=file or sys.stderr)
 
 
 def _pool_worker_init(job: CellJob) -> None:
+    import warnings
+
     _die_with_parent()
+    warnings.showwarning = _one_line_warning  # a corrupt artifact: one line, as in the parent
     job.setup()
 
 
 class ProcessPoolExecutor:
-    """Runs cells in a pool of worker processes (one torch thread each by default)."""
+    """Runs cells in a pool of worker processes (one torch thread each by default).
+
+    The pool lives from the first ``map`` until :meth:`close` (the runner calls it), so the
+    artifact waves and the cells share warm workers.  It takes a cell from the runner only
+    when a worker is free (at most ``workers`` in flight), so two runs on one store split the
+    cells between them."""
 
     def __init__(self, settings: RunSettings, registry: Registry | None = None, workers: int = 2):
         self.settings = settings
         self.workers = workers
+        self._pool = None
+        self._job = None
 
-    def map(self, cells: Sequence[Cell], suite_name: str):
+    def _start(self, suite_name: str):
         import concurrent.futures as cf
         import multiprocessing as mp
 
-        settings = replace(self.settings, threads=self.settings.threads or 1)
-        job = CellJob.for_this_run(settings, suite_name)
-        pool = cf.ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"),
-                                      initializer=_pool_worker_init, initargs=(job,))
+        if self._pool is None:
+            settings = replace(self.settings, threads=self.settings.threads or 1)
+            self._job = CellJob.for_this_run(settings, suite_name)
+            self._pool = cf.ProcessPoolExecutor(
+                self.workers, mp_context=mp.get_context("spawn"),
+                initializer=_pool_worker_init, initargs=(self._job,))
+        return self._pool, self._job
+
+    def map(self, cells: Iterable, suite_name: str):
+        import concurrent.futures as cf
+
+        pool, job = self._start(suite_name)
+        source = iter(cells)
+        futures: dict = {}
         try:
-            futures = {pool.submit(job, c.to_dict()): c for c in cells}
-            for fut in cf.as_completed(futures):
-                cell = futures[fut]
-                try:
-                    record = fut.result()
-                except Exception as exc:  # a worker died (out of memory, segfault, ...)
-                    record = job.failed(cell, exc)
-                yield cell, record
+            while True:
+                while len(futures) < self.workers:
+                    cell = next(source, None)
+                    if cell is None:
+                        break
+                    try:
+                        futures[pool.submit(job, cell.to_dict())] = cell
+                    except cf.process.BrokenProcessPool:  # a worker died: start a fresh pool
+                        self.close(wait=False)
+                        pool, job = self._start(suite_name)
+                        futures[pool.submit(job, cell.to_dict())] = cell
+                if not futures:
+                    break
+                done, _ = cf.wait(futures, return_when=cf.FIRST_COMPLETED)
+                for fut in done:
+                    cell = futures.pop(fut)
+                    try:
+                        record = fut.result()
+                    except Exception as exc:  # a worker died (out of memory, segfault, ...)
+                        record = job.failed(cell, exc)
+                    yield cell, record
         except BaseException:
             # Ctrl-C or a failing consumer: drop the queued cells instead of running them all
             # (a plain shutdown would wait for every one); workers die with this process.
-            pool.shutdown(wait=False, cancel_futures=True)
+            self.close(wait=False)
             raise
-        pool.shutdown(wait=True)
+
+    def close(self, wait: bool = True) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=wait, cancel_futures=not wait)
+            self._pool = None
+
+
+def _stamp(record: dict[str, Any] | None) -> tuple | None:
+    """What tells one record of a cell from a later one."""
+    if record is None:
+        return None
+    return (record.get("status"), record.get("started"), record.get("wall_time_s"))
+
+
+class _Progress:
+    """The progress bar: cells done out of those to do, and what runs now (a cell's label
+    while one runs, ``N running`` for a pool, who holds the cells this run waits for)."""
+
+    def __init__(self, total: int, desc: str, enabled: bool):
+        self.bar = None
+        self.running: dict[str, str] = {}
+        if enabled and total:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, desc=desc, unit="cell", file=sys.stderr,
+                            dynamic_ncols=True)
+
+    def note(self, text: str) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix_str(text[:70])
+
+    def started(self, item_id: str, label: str) -> None:
+        self.running[item_id] = label
+        self._show()
+
+    def finished(self, item_id: str, status: str = "", count: bool = True) -> None:
+        label = self.running.pop(item_id, "")
+        if self.running:
+            self._show()
+        elif status:
+            self.note(f"{label} {status}")
+        if self.bar is not None and count:
+            self.bar.update(1)
+
+    def _show(self) -> None:
+        labels = list(self.running.values())
+        if len(labels) == 1:
+            self.note(f"running {labels[0]}")
+        elif labels:
+            self.note(f"{len(labels)} running, e.g. {labels[0]}")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def build_artifacts(cells: Sequence[Cell], executor, suite_name: str, registry: Registry,
+                    settings: RunSettings, progress: bool = True,
+                    announce: Callable[[str], None] | None = None) -> dict[str, dict]:
+    """Build, once each, the artifacts the ``cells`` declare (see :mod:`kddbench.artifacts`),
+    wave by wave on ``executor``; return each request's result by artifact id."""
+    from .artifacts import declared, waves
+
+    if not settings.use_cache:  # nothing would be kept: cells build what they need inline
+        return {}
+    requests = [r for reqs in declared(cells, registry).values() for r in reqs]
+    levels = waves(requests)
+    results: dict[str, dict] = {}
+    total = sum(map(len, levels))
+    if not total:
+        return results
+    bar = _Progress(total, f"{suite_name} artifacts", progress)
+    try:
+        for level in levels:
+            def taken(items=level):
+                for item in items:
+                    bar.started(item.artifact_id, item.label())
+                    yield item
+
+            for item, result in executor.map(taken(), suite_name):
+                results[item.artifact_id] = result
+                bar.finished(item.artifact_id, "built" if result.get("built") else "ready")
+                if result.get("status") != "ok" and announce:
+                    announce(f"artifact {item.label()} could not be built "
+                             f"({result.get('error')}); the cells that need it will say why")
+    finally:
+        bar.close()
+    return results
 
 
 def run_cells(
@@ -271,34 +360,113 @@ def run_cells(
     progress: bool = True,
     on_record: Callable[[dict[str, Any]], None] | None = None,
     registry: Registry | None = None,
+    wait: bool = True,
+    poll_s: float = 2.0,
+    announce: Callable[[str], None] | None = None,
 ) -> list[dict[str, Any]]:
-    """Run every cell not yet finished in ``store``; return the records of all ``cells``."""
+    """Run every cell not yet finished in ``store``; return the records of all ``cells``.
+
+    Each cell is claimed (:class:`~kddbench.store.Claims`) as the executor takes it, so runs
+    sharing ``store`` compute each cell once; cells another live run holds are skipped and,
+    with ``wait``, waited for at the end (taken over if their holder dies).  The declared
+    artifacts of the cells to do are built first (:func:`build_artifacts`).  Only records
+    computed here reach ``on_record`` and the ``kddbench_record_finished`` hook.
+    """
     registry = registry or get_registry()
     settings = settings or RunSettings()
-    todo = [c for c in cells
-            if not store.is_done(c.cell_id) and (rerun_failed or store.get(c.cell_id) is None)]
+    say = announce or (lambda message: None)
+    seen: dict[str, tuple | None] = {}
+    todo = []
+    for c in cells:
+        record = store.get(c.cell_id)
+        if record is not None and (record.get("status") == "ok" or not rerun_failed):
+            continue
+        seen[c.cell_id] = _stamp(record)
+        todo.append(c)
+    if not todo:
+        if cells:
+            say(f"all {len(cells)} cells are already done in {store.root}: nothing to "
+                "compute, the report is rebuilt from their records")
+        return [store.get(c.cell_id) or {} for c in cells]
     executor = executor or InProcessExecutor(settings, registry)
+    claims = store.claims()
     bar = None
-    if progress and todo:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(todo), desc=suite_name, unit="cell", file=sys.stderr,
-                   dynamic_ncols=True)
     try:
-        for cell, record in executor.map(todo, suite_name):
-            store.put(record)
-            registry.pm.hook.kddbench_record_finished(record=record)
-            if on_record:
-                on_record(record)
-            if bar is not None:
-                bar.set_postfix_str(f"{cell.label()[:60]} {record['status']}")
-                bar.update(1)
+        build_artifacts(todo, executor, suite_name, registry, settings, progress, announce)
+        bar = _Progress(len(todo), suite_name, progress)
+        pending = list(todo)
+        while pending:
+            elsewhere: list[Cell] = []
+
+            def taken(items=pending, elsewhere=elsewhere):
+                for cell in items:
+                    if not claims.claim(cell.cell_id):
+                        elsewhere.append(cell)
+                        continue
+                    if _stamp(store.get(cell.cell_id)) != seen[cell.cell_id]:
+                        claims.release(cell.cell_id)  # another run just finished it
+                        bar.finished(cell.cell_id)
+                        continue
+                    bar.started(cell.cell_id, cell.label())
+                    yield cell
+
+            for cell, record in executor.map(taken(), suite_name):
+                problem = store.problems.pop(cell.cell_id, None)
+                if problem:
+                    record.setdefault("warnings", []).insert(0, problem)
+                store.put(record)
+                claims.release(cell.cell_id)
+                registry.pm.hook.kddbench_record_finished(record=record)
+                if on_record:
+                    on_record(record)
+                bar.finished(cell.cell_id, record.get("status", ""))
+            pending = _wait_for_others(elsewhere, store, claims, seen, bar, wait, poll_s, say)
     finally:
+        claims.release_all()
         if bar is not None:
             bar.close()
+        close = getattr(executor, "close", None)
+        if callable(close):
+            close()
     return [store.get(c.cell_id) or {} for c in cells]
 
 
+def _wait_for_others(cells: list[Cell], store: ResultStore, claims, seen, bar, wait: bool,
+                     poll_s: float, say: Callable[[str], None]) -> list[Cell]:
+    """Wait until another run's cells have records; return those whose holder died (to be
+    computed here).  Without ``wait``, say which cells run elsewhere and return none."""
+    if not cells:
+        return []
+    holders = set()
+    for cell in cells:
+        info = claims.holder(cell.cell_id)
+        if info is not None:
+            holders.add(f"{info.get('host', '?')} pid {info.get('pid', '?')}")
+    who = ", ".join(sorted(holders)[:3]) or "another run"
+    if not wait:
+        say(f"{len(cells)} cell(s) are being computed by another run ({who}); "
+            "their results will be in the report once it finishes them (run report again)")
+        return []
+    say(f"{len(cells)} cell(s) are being computed by another run ({who}); waiting for them")
+    waiting = list(cells)
+    orphans: list[Cell] = []
+    while waiting:
+        bar.note(f"waiting for {len(waiting)} cell(s) running in {who}")
+        still = []
+        for cell in waiting:
+            if _stamp(store.get(cell.cell_id)) != seen[cell.cell_id]:
+                bar.finished(cell.cell_id)
+            elif claims.holder(cell.cell_id) is None:
+                orphans.append(cell)  # its holder died without a record: compute it here
+            else:
+                still.append(cell)
+        waiting = still
+        if waiting and not orphans:
+            time.sleep(poll_s)
+        elif orphans:
+            # compute the orphans now; keep waiting for the rest in the next round
+            return orphans + waiting
+    return orphans
 def plan(cells: Iterable[Cell], store: ResultStore) -> list[dict[str, Any]]:
     """Each cell with its state in ``store``: done, failed or todo."""
     rows = []

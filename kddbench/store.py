@@ -11,6 +11,12 @@ Artifacts (trained teachers, condensed sets, checkpoints) live in a content-addr
 
     artifacts/<kind>/<key>.pt    tensors only, loadable with torch.load(weights_only=True)
     artifacts/<kind>/<key>.json  provenance + sha256 of the .pt file
+
+A record that is not UTF-8 JSON of the expected shape (see :func:`record_problem`) is moved to
+``records/quarantine/`` with a one-line warning and its cell counts as not done.  Two runs on
+one report directory share the work through per-cell claims (:class:`Claims`, under
+``claims/``): a cell is computed by the run that holds its claim, and a claim whose holder died
+is taken over.
 """
 from __future__ import annotations
 
@@ -18,7 +24,11 @@ import contextlib
 import hashlib
 import json
 import os
+import socket
 import tempfile
+import threading
+import time
+import uuid
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
@@ -26,6 +36,7 @@ from typing import Any, Callable, Iterator, Mapping
 from .cells import canonical_json, short_hash
 
 CACHE_ENV = "KDDBENCH_CACHE"
+CLAIM_TIMEOUT_ENV = "KDDBENCH_CLAIM_TIMEOUT_S"
 CACHEDIR_TAG = "Signature: 8a477f597d28d172789f06886806bc55\n# kddbench artifact cache\n"
 
 
@@ -90,25 +101,106 @@ def _file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
+class CorruptionWarning(UserWarning):
+    """A record or artifact on disk was corrupt; it was set aside (records) or rebuilt."""
+
+
+def warn(message: str) -> None:
+    """A one-line warning (the CLI prints it as ``warning: <message>``)."""
+    warnings.warn(message, CorruptionWarning, stacklevel=3)
+
+
+def record_problem(record: Any, cell_id: str | None = None) -> str | None:
+    """What is wrong with ``record`` as a stored cell record, or None when nothing is.
+
+    A record is a dict with a string ``cell_id`` (equal to ``cell_id`` when given: the file
+    name), a string ``status`` and a dict ``metrics`` of numbers."""
+    if not isinstance(record, dict):
+        return f"a JSON {type(record).__name__}, not an object"
+    missing = [k for k in ("cell_id", "status", "metrics") if k not in record]
+    if missing:
+        return f"no {', '.join(missing)}"
+    if not isinstance(record["cell_id"], str):
+        return "cell_id is not a string"
+    if cell_id is not None and record["cell_id"] != cell_id:
+        return f"its cell_id {record['cell_id'][:40]!r} is not its file name"
+    if not isinstance(record["status"], str):
+        return "status is not a string"
+    metrics = record["metrics"]
+    if not isinstance(metrics, dict):
+        return "metrics is not an object"
+    bad = [k for k, v in metrics.items()
+           if isinstance(v, bool) or not isinstance(v, (int, float))]
+    if bad:
+        return f"non-numeric metric(s) {', '.join(map(str, bad[:3]))}"
+    return None
+
+
 class ResultStore:
-    """Per-cell records under ``root/records``."""
+    """Per-cell records under ``root/records``; corrupt ones are moved to
+    ``root/records/quarantine`` (each move is a :class:`CorruptionWarning` naming the file,
+    remembered in :attr:`problems` so the cell's next record can carry it)."""
+
+    QUARANTINE = "quarantine"
 
     def __init__(self, root: str | Path):
         self.root = Path(root)
         self.records_dir = self.root / "records"
+        self.quarantine_dir = self.records_dir / self.QUARANTINE
+        self.problems: dict[str, str] = {}  # cell_id -> the warning its record got
 
     def path_for(self, cell_id: str) -> Path:
         return self.records_dir / f"{cell_id}.json"
 
-    def get(self, cell_id: str) -> dict[str, Any] | None:
-        path = self.path_for(cell_id)
-        if not path.exists():
+    def _read(self, path: Path) -> dict[str, Any] | None:
+        """The record in ``path``; None (after quarantining it) when it is corrupt."""
+        for _ in range(3):
+            try:
+                before = os.stat(path)
+                raw = path.read_bytes()
+            except FileNotFoundError:
+                return None
+            except OSError as exc:
+                problem = f"unreadable ({exc.strerror or exc})"
+            else:
+                try:
+                    record = json.loads(raw.decode("utf-8"))
+                except UnicodeDecodeError:
+                    problem = "not UTF-8 text"
+                except json.JSONDecodeError as exc:
+                    problem = f"not JSON ({exc.msg} at line {exc.lineno})"
+                else:
+                    problem = record_problem(record, path.stem)
+                    if problem is None:
+                        return record
+                try:  # another run may have just replaced it with a good record
+                    now = os.stat(path)
+                except FileNotFoundError:
+                    return None
+                if (now.st_ino, now.st_mtime_ns) != (before.st_ino, before.st_mtime_ns):
+                    continue
+            self._quarantine(path, problem)
             return None
+        return None
+
+    def _quarantine(self, path: Path, problem: str) -> None:
+        self.quarantine_dir.mkdir(parents=True, exist_ok=True)
+        target = self.quarantine_dir / path.name
+        n = 1
+        while target.exists():
+            target = self.quarantine_dir / f"{path.stem}.{n}{path.suffix}"
+            n += 1
         try:
-            return json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
-            warnings.warn(f"ignoring unreadable record {path}; the cell will be re-run")
-            return None
+            os.replace(path, target)
+        except FileNotFoundError:  # another run moved it first
+            return
+        self.problems[path.stem] = (f"record {path.name} was corrupt ({problem}); moved to "
+                                    f"records/{self.QUARANTINE}/{target.name} and recomputed")
+        warn(f"record {path} is corrupt ({problem}); moved to {target}, its cell will be "
+             "recomputed")
+
+    def get(self, cell_id: str) -> dict[str, Any] | None:
+        return self._read(self.path_for(cell_id))
 
     def is_done(self, cell_id: str) -> bool:
         record = self.get(cell_id)
@@ -123,24 +215,187 @@ class ResultStore:
         if not self.records_dir.exists():
             return
         for path in sorted(self.records_dir.glob("*.json")):
+            record = self._read(path)
+            if record is not None:
+                yield record
+
+    def quarantined(self) -> list[Path]:
+        """The records moved aside as corrupt (by this run or earlier ones)."""
+        if not self.quarantine_dir.is_dir():
+            return []
+        return sorted(self.quarantine_dir.glob("*.json"))
+
+    def claims(self, **kwargs: Any) -> "Claims":
+        return Claims(self.root / "claims", **kwargs)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
+
+
+class Claims:
+    """Per-cell leases, so that runs sharing one report directory compute each cell once.
+
+    ``claim(cell_id)`` creates ``<dir>/<cell_id>.lease`` with ``O_CREAT | O_EXCL`` (atomic on
+    local and NFS v3+ filesystems) holding the holder's host, pid and a random token.  While a
+    run holds leases a thread refreshes their mtime every ``heartbeat_s``.  A lease whose
+    holder is dead (same host, pid gone) or whose heartbeat is older than ``timeout_s``
+    (default 300 s, env ``KDDBENCH_CLAIM_TIMEOUT_S``) is broken and may be taken over.
+    """
+
+    def __init__(self, directory: str | Path, timeout_s: float | None = None,
+                 heartbeat_s: float | None = None):
+        self.dir = Path(directory)
+        self.timeout_s = float(timeout_s if timeout_s is not None
+                               else os.environ.get(CLAIM_TIMEOUT_ENV) or 300.0)
+        self.heartbeat_s = float(heartbeat_s if heartbeat_s is not None
+                                 else max(0.05, min(30.0, self.timeout_s / 4)))
+        self.host = socket.gethostname()
+        self.pid = os.getpid()
+        self.token = uuid.uuid4().hex
+        self.held: set[str] = set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def path(self, cell_id: str) -> Path:
+        return self.dir / f"{cell_id}.lease"
+
+    # holder ---------------------------------------------------------------------------------
+    def _content(self, path: Path) -> tuple[dict[str, Any] | None, float | None]:
+        """(holder info or None if unreadable, mtime or None if the lease is gone)."""
+        try:
+            mtime = os.stat(path).st_mtime
+            info = json.loads(path.read_text())
+            return (info if isinstance(info, dict) else None), mtime
+        except FileNotFoundError:
+            return None, None
+        except (OSError, ValueError):
+            return None, mtime
+
+    def _is_live(self, info: dict[str, Any] | None, mtime: float) -> bool:
+        age = time.time() - mtime
+        if info is None:  # being written right now, or garbage
+            return age < min(10.0, self.timeout_s)
+        if age > self.timeout_s:
+            return False
+        if info.get("host") == self.host:
+            if info.get("token") == self.token:
+                return True
+            pid = info.get("pid")
+            if not isinstance(pid, int) or not _pid_alive(pid):
+                return False
+        return True
+
+    def holder(self, cell_id: str) -> dict[str, Any] | None:
+        """The live holder of ``cell_id``'s lease (host, pid), or None."""
+        info, mtime = self._content(self.path(cell_id))
+        if mtime is None or not self._is_live(info, mtime):
+            return None
+        return info or {}
+
+    # claiming -------------------------------------------------------------------------------
+    def claim(self, cell_id: str) -> bool:
+        """True when this process now holds ``cell_id`` (a live holder elsewhere: False)."""
+        if cell_id in self.held:
+            return True
+        path = self.path(cell_id)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        for _ in range(3):
             try:
-                yield json.loads(path.read_text())
-            except (OSError, json.JSONDecodeError):
-                warnings.warn(f"skipping unreadable record {path}")
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+            except FileExistsError:
+                info, mtime = self._content(path)
+                if mtime is None:
+                    continue  # released meanwhile: try again
+                if self._is_live(info, mtime) or not self._break(path, info):
+                    return False
+                continue
+            with os.fdopen(fd, "w") as fh:
+                json.dump({"host": self.host, "pid": self.pid, "token": self.token,
+                           "since": time.time()}, fh)
+            with self._lock:
+                self.held.add(cell_id)
+            self._start_heartbeat()
+            return True
+        return False
+
+    def _break(self, path: Path, seen: dict[str, Any] | None) -> bool:
+        """Remove the dead lease ``path`` (as ``seen``); False if someone else claimed it."""
+        aside = path.with_name(f"{path.name}.stale.{uuid.uuid4().hex[:8]}")
+        try:
+            os.rename(path, aside)
+        except FileNotFoundError:
+            return True
+        info, _ = self._content(aside)
+        if seen is not None and (info or {}).get("token") != seen.get("token"):
+            try:  # we moved a fresh claim of another run: put it back
+                os.link(aside, path)
+            except OSError:
+                pass
+            aside.unlink(missing_ok=True)
+            return False
+        aside.unlink(missing_ok=True)
+        return True
+
+    def release(self, cell_id: str) -> None:
+        with self._lock:
+            if cell_id not in self.held:
+                return
+            self.held.discard(cell_id)
+        path = self.path(cell_id)
+        info, _ = self._content(path)
+        if info is not None and info.get("token") == self.token:
+            path.unlink(missing_ok=True)
+
+    def release_all(self) -> None:
+        for cell_id in list(self.held):
+            self.release(cell_id)
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    # heartbeat ------------------------------------------------------------------------------
+    def _start_heartbeat(self) -> None:
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._beat, name="kddbench-claims", daemon=True)
+        self._thread.start()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.heartbeat_s):
+            with self._lock:
+                held = list(self.held)
+            for cell_id in held:
+                try:
+                    os.utime(self.path(cell_id))
+                except OSError:  # taken over after we looked dead (a suspended laptop)
+                    pass
 
 
 class ArtifactCache:
-    """Content-addressed tensors: ``get_or_build(kind, key_dict, build)``.
+    """Content-addressed tensors: ``get_or_build(kind, key_dict, build, check=...)``.
 
     ``key_dict`` must hold everything that determines the artifact; its hash is the file name.
     ``build()`` returns a dict of tensors (nested dicts/lists of tensors and plain numbers are
-    fine).  A file whose checksum does not match its provenance is rebuilt with a warning.
+    fine).  A file whose checksum does not match its provenance, that holds anything but
+    tensors, or whose structure ``check`` rejects, is rebuilt with a one-line warning; the
+    warnings of a cell are kept in :attr:`warnings` (the runner moves them into its record).
     """
 
     def __init__(self, root: str | Path | None = None, enabled: bool = True):
         self.root = Path(root) if root else default_cache_dir()
         self.enabled = enabled
         self.hits = self.misses = 0
+        self.warnings: list[str] = []
 
     def _dir(self, kind: str) -> Path:
         d = self.root / "artifacts" / kind
@@ -159,7 +414,18 @@ class ArtifactCache:
         d = self._dir(kind)
         return d / f"{key}.pt", d / f"{key}.json"
 
-    def load(self, kind: str, key_dict: Mapping[str, Any]) -> Any | None:
+    def _corrupt(self, kind: str, path: Path, why: str) -> None:
+        message = f"artifact {kind}/{path.name} is corrupt ({why}); rebuilding it"
+        self.warnings.append(message)
+        warn(message)
+
+    def load(self, kind: str, key_dict: Mapping[str, Any],
+             check: Callable[[Any], str | None] | None = None) -> Any | None:
+        """The stored artifact, or None when it is missing or corrupt (a warning says why).
+
+        ``check(value)`` returns what is wrong with a loaded value's structure, or None."""
+        import pickle
+
         import torch
 
         data_path, meta_path = self.paths(kind, key_dict)
@@ -167,12 +433,25 @@ class ArtifactCache:
             return None
         try:
             meta = json.loads(meta_path.read_text())
-            if meta.get("sha256") != sha256_file(data_path):
+            if not isinstance(meta, dict) or meta.get("sha256") != sha256_file(data_path):
                 raise ValueError("checksum mismatch")
-            return torch.load(data_path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # corrupt file, truncated write, foreign pickle
-            warnings.warn(f"artifact {data_path.name} ({kind}) is unreadable ({exc}); rebuilding")
+            value = torch.load(data_path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError:  # torch's message advises loading unsafely: never
+            self._corrupt(kind, data_path, "it holds objects other than tensors")
             return None
+        except Exception as exc:  # truncated write, foreign file, bad provenance
+            why = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else ""
+            self._corrupt(kind, data_path, why or type(exc).__name__)
+            return None
+        if check is not None:
+            try:
+                problem = check(value)
+            except Exception as exc:  # noqa: BLE001 - a check that trips is a wrong structure
+                problem = f"{type(exc).__name__}: {exc}".splitlines()[0][:120]
+            if problem:
+                self._corrupt(kind, data_path, f"checksum valid, but {problem}")
+                return None
+        return value
 
     def save(self, kind: str, key_dict: Mapping[str, Any], value: Any,
              provenance: Mapping[str, Any] | None = None) -> Path:
@@ -191,15 +470,19 @@ class ArtifactCache:
         return data_path
 
     def get_or_build(self, kind: str, key_dict: Mapping[str, Any], build: Callable[[], Any],
-                     provenance: Mapping[str, Any] | None = None) -> Any:
+                     provenance: Mapping[str, Any] | None = None,
+                     check: Callable[[Any], str | None] | None = None) -> Any:
         """Load the artifact, or build and store it.  A lock file makes concurrent workers
-        that need the same artifact build it once: the others wait, then read it."""
+        that need the same artifact build it once: the others wait, then read it.
+
+        ``check(value) -> None | str`` validates a loaded artifact's structure (the keys and
+        tensor shapes the caller expects); a message makes it corrupt: it is rebuilt."""
         if not self.enabled:
             self.misses += 1
             return build()
         data_path, _ = self.paths(kind, key_dict)
         with _file_lock(data_path.with_suffix(".lock")):
-            value = self.load(kind, key_dict)
+            value = self.load(kind, key_dict, check)
             if value is not None:
                 self.hits += 1
                 return value

@@ -21,7 +21,7 @@ def test_records_round_trip_and_unreadable_ones_are_skipped(tmp_path):
 
 def test_failed_records_are_not_done(tmp_path):
     store = ResultStore(tmp_path)
-    store.put({"cell_id": "x", "status": "error"})
+    store.put({"cell_id": "x", "status": "error", "metrics": {}})
     assert not store.is_done("x")
 
 

@@ -16,11 +16,11 @@ import logging
 import os
 import socket
 from dataclasses import replace
-from typing import Any, Sequence
+from typing import Any, Iterable
 
 from kddbench.errors import KddbenchError
 from kddbench.options import Float, Int
-from kddbench.runner import CellJob, executor_options
+from kddbench.executor import CellJob, executor_options
 
 OPTIONS: dict[str, Any] = {
     "address": "",       # "" : RAY_ADDRESS, else a local instance; "auto"; "ray://head:10001"
@@ -82,7 +82,8 @@ class RayExecutor:
             raise _no_cluster(address, exc) from None
         return True
 
-    def map(self, cells: Sequence, suite_name: str):
+    def map(self, cells: Iterable, suite_name: str):
+        cells = list(cells)  # the runner claims each cell as it is taken: all of them here
         if not cells:
             return
         ray = _ray()

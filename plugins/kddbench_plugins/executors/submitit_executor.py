@@ -13,11 +13,11 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable
 
 from kddbench.errors import KddbenchError
 from kddbench.options import Choice, Float, Int
-from kddbench.runner import CellJob, executor_options
+from kddbench.executor import CellJob, executor_options
 
 OPTIONS: dict[str, Any] = {
     # auto (slurm when sbatch is there, else local), slurm, local, debug
@@ -44,7 +44,7 @@ def _submitit():
 
 
 class RequeueableCellJob:
-    """A :class:`~kddbench.runner.CellJob` that submitit resubmits, with the same cell, when
+    """A :class:`~kddbench.executor.CellJob` that submitit resubmits, with the same cell, when
     its task is preempted or runs out of time (submitit calls ``checkpoint`` then)."""
 
     def __init__(self, job: CellJob):
@@ -84,7 +84,8 @@ class SubmititExecutor:
         executor.update_parameters(**params)
         return executor
 
-    def map(self, cells: Sequence, suite_name: str):
+    def map(self, cells: Iterable, suite_name: str):
+        cells = list(cells)  # the runner claims each cell as it is taken: all of them here
         if not cells:
             return
         executor = self._executor()

@@ -1,0 +1,153 @@
+"""Artifacts as declared dependencies: a task says what its cells need, the runner builds it.
+
+An *artifact* is anything costly that several cells share and the cache keeps: a trained
+teacher, a condensed set, expert trajectories.  A task declares them with
+``TaskSpec(..., artifacts="module:function")`` where ``function(cell, registry)`` returns a
+list of :class:`ArtifactRequest` for that cell.  Before the cells run, the runner gathers the
+requests of every unfinished cell, merges equal ones (same ``kind``, ``build`` and ``args``)
+and runs each once, as a job of the run's executor (in this process, a worker pool, a Slurm
+job or a Ray task), deepest ``needs`` first; then the cells run and find their artifacts in
+the cache.  With ``--no-cache`` nothing is built ahead: cells build inline, as before.
+
+The contract of a request (what a plugin author writes):
+
+* ``build`` is a ``"module:function"`` string (importable in a worker) with the signature
+  ``function(ctx, **args) -> value``.  It must *get or build* its artifact through
+  ``ctx.artifacts.get_or_build(kind, key_dict, build_fn, check=...)`` with the same
+  ``key_dict`` the cell uses, and return the value; the cell then calls the very same function
+  (or :meth:`ArtifactRequest.resolve`) and gets a cache hit.  The function owns the cache key:
+  ``args`` only say which artifact is meant (data set, method, seed, ...).
+* ``args`` are plain, JSON-able values (they travel to workers and identify the request).
+* ``needs`` lists requests this one depends on (e.g. a condensed set made from expert
+  trajectories lists the trajectories): they are built in an earlier wave.
+* ``check(value) -> None | str`` (passed to ``get_or_build``) rejects a checksum-valid artifact
+  of the wrong structure (missing keys, wrong shapes); it is then rebuilt with a warning.
+
+Example (a condenser that trains experts first declares them in the condensed-set request)::
+
+    def declare(cell, registry):
+        experts = ArtifactRequest("expert_trajectories",
+                                  "my_plugin.experts:trajectories",
+                                  {"dataset": cell["dataset"], "seed": cell.seed})
+        return [ArtifactRequest("condensed", "my_plugin.condense:condensed",
+                                {"dataset": cell["dataset"], "seed": cell.seed},
+                                needs=(experts,))]
+"""
+from __future__ import annotations
+
+import importlib
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+from .cells import canonical_json, short_hash
+
+
+@dataclass(frozen=True)
+class ArtifactRequest:
+    """One artifact a cell needs: ``load(build)(ctx, **args)`` gets or builds it."""
+
+    kind: str
+    build: str
+    args: Mapping[str, Any] = field(default_factory=dict)
+    description: str = ""
+    needs: tuple["ArtifactRequest", ...] = ()
+
+    @property
+    def artifact_id(self) -> str:
+        return short_hash({"kind": self.kind, "build": self.build,
+                           "args": dict(self.args)}, 20)
+
+    # executors treat a request like a cell: an id, a label, a picklable dict
+    @property
+    def cell_id(self) -> str:
+        return f"artifact-{self.artifact_id}"
+
+    def label(self) -> str:
+        if self.description:
+            return f"{self.kind}[{self.description}]"
+        return f"{self.kind}[{canonical_json(dict(self.args))[:80]}]"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"artifact": {"kind": self.kind, "build": self.build, "args": dict(self.args),
+                             "description": self.description,
+                             "needs": [n.to_dict()["artifact"] for n in self.needs]}}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "ArtifactRequest":
+        a = data["artifact"] if "artifact" in data else data
+        return cls(a["kind"], a["build"], dict(a.get("args", {})), a.get("description", ""),
+                   tuple(cls.from_dict(n) for n in a.get("needs", ())))
+
+    def function(self) -> Callable[..., Any]:
+        module_name, _, attr = self.build.partition(":")
+        obj: Any = importlib.import_module(module_name)
+        for part in attr.split(".") if attr else ():
+            obj = getattr(obj, part)
+        return obj
+
+    def resolve(self, ctx) -> Any:
+        """The artifact (from the cache, or built now)."""
+        return self.function()(ctx, **dict(self.args))
+
+
+def build_artifact(request: ArtifactRequest, ctx) -> dict[str, Any]:
+    """Run one request in whatever process calls it; a small result, never an exception."""
+    start = time.perf_counter()
+    hits, misses = ctx.artifacts.hits, ctx.artifacts.misses
+    result: dict[str, Any] = {"artifact_id": request.artifact_id, "kind": request.kind,
+                              "label": request.label()}
+    try:
+        request.resolve(ctx)
+        result["status"] = "ok"
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:  # the cells that need it will fail with the full traceback
+        result.update(status="error", error=f"{type(exc).__name__}: {exc}")
+    result["built"] = ctx.artifacts.misses > misses
+    result["loaded"] = ctx.artifacts.hits > hits
+    result["wall_time_s"] = time.perf_counter() - start
+    result["warnings"] = list(ctx.artifacts.warnings)
+    ctx.artifacts.warnings.clear()
+    return result
+
+
+def declared(cells: Iterable, registry) -> dict:
+    """``{cell_id: [requests]}`` for the cells whose task declares artifacts."""
+    out: dict[str, list[ArtifactRequest]] = {}
+    loaded: dict[str, Any] = {}
+    for cell in cells:
+        spec = registry.get("task", cell.task)
+        ref = getattr(spec, "artifacts", None)
+        if not ref:
+            continue
+        if spec.name not in loaded:
+            loaded[spec.name] = ref if callable(ref) else ArtifactRequest(
+                "", str(ref)).function()
+        requests = list(loaded[spec.name](cell, registry) or ())
+        if requests:
+            out[cell.cell_id] = requests
+    return out
+
+
+def waves(requests: Iterable[ArtifactRequest]) -> list[list[ArtifactRequest]]:
+    """Distinct requests (and what they need) in build order: each wave needs only earlier
+    ones.  A request's depth is one more than the deepest of its ``needs``."""
+    depth: dict[str, int] = {}
+    by_id: dict[str, ArtifactRequest] = {}
+
+    def visit(req: ArtifactRequest, trail: Sequence[str] = ()) -> int:
+        rid = req.artifact_id
+        if rid in trail:
+            raise ValueError(f"artifact {req.label()} needs itself")
+        if rid not in depth:
+            depth[rid] = 1 + max((visit(n, (*trail, rid)) for n in req.needs), default=-1)
+            by_id[rid] = req
+        return depth[rid]
+
+    for req in requests:
+        visit(req)
+    levels: list[list[ArtifactRequest]] = [[] for _ in range(max(depth.values(), default=-1) + 1)]
+    for rid, d in depth.items():
+        levels[d].append(by_id[rid])
+    return levels
