@@ -7,9 +7,9 @@ Options common to the synthesising methods: ``iterations`` (the papers' by defau
 CPU budgets), ``init`` ("real" | "noise"), ``lr_img``, ``momentum_img``, ``augment``
 ("dsa" | "none"), ``checkpoint_every`` (iterations between saved states; 0 = never).
 """
-from kddbench import CondenserSpec, TaskSpec, hookimpl
+from kddbench import CondenserSpec, SectionSpec, TaskSpec, hookimpl
 from kddbench.axes import AxisUnused, IntAxis, PluginAxis
-from kddbench.options import Bool, Choice, Float, Int
+from kddbench.options import Bool, Choice, Float, Int, Str
 from kddbench.metrics import PROTOCOL_METRICS, MetricSpec
 
 _I = "kddbench_plugins.condensation.real_images:"
@@ -44,7 +44,7 @@ def kddbench_condensers():
                         uses_ipc=False, cacheable=False)
     yield CondenserSpec("random", _I + "random", "IPC real images per class drawn at random")
     yield CondenserSpec("average", _I + "average",
-                        "seed 000's average real images: each class split at random into IPC "
+                        "KD-MNIST's average real images: each class split at random into IPC "
                         "groups, each group averaged into one image")
     yield CondenserSpec(
         "herding", _C + "herding",
@@ -102,6 +102,16 @@ def kddbench_condensers():
                               "init": _init("real"), "augment": _augment("dsa"),
                               "checkpoint_every": Int(100, min=0, doc="0 = never")})
     yield from _performance_matching()
+    yield CondenserSpec(
+        "file", "kddbench_plugins.condensation.from_file:load_set",
+        "anyone's condensed set from a .pt (tensors only) or .npz file: images, hard or soft "
+        "labels, an optional learned lr; normalization 'raw' [0,1] pixels or 'dataset'",
+        version="1", cacheable=False,
+        options={"path": Str("", doc="the .pt or .npz file"),
+                 "normalization": Choice("raw", ("raw", "dataset")),
+                 "layout": Choice("NCHW", ("NCHW", "NHWC")),
+                 "images_key": Str("images"), "labels_key": Str("labels"), "lr_key": Str("lr"),
+                 "sha256": Str("", doc="pin the file's content (recommended)")})
 
 
 def _performance_matching():
@@ -142,6 +152,7 @@ def _performance_matching():
             "init": _init("real"), "checkpoint_every": Int(100, min=0, doc="0 = never")})
 
 
+
 @hookimpl
 def kddbench_tasks():
     yield TaskSpec(
@@ -153,10 +164,43 @@ def kddbench_tasks():
               "ipc": IntAxis(min=1, doc="images per class"),
               "distill_arch": PluginAxis("architecture", doc="the net condensation uses"),
               "eval_arch": PluginAxis("architecture", required=True)},
-        rules=(AxisUnused("ipc", by="method", flag="uses_ipc"),,
+        rules=(AxisUnused("ipc", by="method", flag="uses_ipc"),),
+        cost="kddbench_plugins.condensation.costs:condense_cost",  # image passes, for --dry-run
         metrics=PROTOCOL_METRICS + (
             MetricSpec("condense.*", None, description="what the condensation method reports "
                        "about its own run (iterations, timings, counts)"),
             MetricSpec("learned_lr", None, "", 4, "the learning rate a method learned with its "
                        "images, used to train on them"),
         ))
+    yield TaskSpec(
+        "cross_arch", "kddbench_plugins.condensation.cross_arch:run",
+        "cross-architecture generalisation: a set condensed on distill_arch (taken from the "
+        "artifact store when any run made it) trained and tested on each eval_arch; its "
+        "[[cross_arch]] section is the methods x architectures matrix and the change from "
+        "the distillation architecture",
+        axes={"dataset": PluginAxis("dataset", required=True),
+              "method": PluginAxis("condenser", required=True),
+              "ipc": IntAxis(min=1, doc="images per class"),
+              "distill_arch": PluginAxis("architecture", required=True,
+                                         doc="the net the set was condensed on"),
+              "eval_arch": PluginAxis("architecture", required=True,
+                                      doc="the pool, e.g. mlp, convnet3, lenet, alexnet, "
+                                      "vgg11, resnet18")},
+        rules=(AxisUnused("ipc", by="method", flag="uses_ipc"),),
+        cost="kddbench_plugins.condensation.costs:condense_cost",
+        sections=("cross_arch",),
+        metrics=PROTOCOL_METRICS + (
+            MetricSpec("condense.*", None, description="what the condensation method reports "
+                       "about its own run"),
+            MetricSpec("learned_lr", None, "", 4, "the learning rate learned with the images"),
+            MetricSpec("set_reused", None, "", 0, "1 when the set came from the artifact store, "
+                       "0 when this cell condensed it"),
+        ))
+
+
+@hookimpl
+def kddbench_report_sections():
+    yield SectionSpec(
+        "cross_arch", "kddbench_plugins.condensation.cross_arch:CrossArchSection",
+        "[[cross_arch]]: methods x evaluation architectures, the distillation architecture "
+        "marked, and the change from it seed by seed", key="cross_arch")

@@ -1,0 +1,59 @@
+"""The cross_arch task: sets condensed once (by any suite) are evaluated on a pool of
+architectures; its section is the methods x architectures matrix with the change from the
+distillation architecture."""
+import pandas as pd
+
+from conftest import write_suite
+
+HEAD = """
+[suite]
+name = "{name}"
+budget = "toy data, 2 epochs"
+
+[protocols.quick]
+epochs = 2
+batch_size = 32
+
+[[experiments]]
+name = "{name}"
+task = "{task}"
+dataset = "toy"
+method = ["random", "average"]
+ipc = 2
+{arch}
+protocol = "quick"
+seeds = 2
+
+  [experiments.options.convnet]
+  depth = 1
+  width = 8
+"""
+
+
+def test_cross_arch_reuses_stored_sets_and_reports_the_matrix(tmp_path, cli):
+    first = write_suite(tmp_path / "a.toml", HEAD.format(
+        name="made", task="condense", arch='distill_arch = "convnet"\neval_arch = "convnet"'))
+    code, out, err = cli("run", first, "--out", tmp_path / "a", "--jobs", "1")
+    assert code == 0, out + err
+    second = write_suite(tmp_path / "b.toml", HEAD.format(
+        name="pool", task="cross_arch",
+        arch='distill_arch = "convnet"\neval_arch = ["convnet", "mlp[width=16]"]'))
+    code, out, err = cli("run", second, "--out", tmp_path / "b", "--jobs", "1")
+    assert code == 0, out + err
+    df = pd.read_csv(tmp_path / "b" / "results.csv")
+    assert len(df) == 2 * 2 * 2 and (df["status"] == "ok").all()
+    assert (df["set_reused"] == 1).all()  # every set came from the first suite's run
+    text = (tmp_path / "b" / "leaderboard.md").read_text()
+    assert "## Cross-architecture accuracy (pool)" in text
+    assert "†" in text and "Change from it, seed by seed" in text
+    # the same convnet cell's accuracy equals the condense suite's (same set, same seed)
+    a = pd.read_csv(tmp_path / "a" / "results.csv").set_index(["method", "seed"])["accuracy"]
+    b = df[df["eval_arch"] == "convnet"].set_index(["method", "seed"])["accuracy"]
+    assert (a.sort_index() == b.sort_index()).all()
+
+
+def test_cross_arch_needs_its_distillation_architecture(tmp_path, cli):
+    bad = write_suite(tmp_path / "c.toml", HEAD.format(
+        name="bad", task="cross_arch", arch='eval_arch = "convnet"'))
+    code, out, err = cli("validate", bad)
+    assert code == 2 and "distill_arch" in (out + err)
