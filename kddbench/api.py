@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 import pandas as pd
 
@@ -29,8 +29,14 @@ def run(suite, out_dir: str | Path | None = None, *, overrides: Iterable[str] = 
         cache_dir: str | None = None, use_cache: bool = True, jobs: int | str = "auto",
         executor: str | None = None, rerun_failed: bool = True, progress: bool = True,
         threads: int | None = None, only: Iterable[str] = (),
-        reporters: Iterable[str] = ()) -> pd.DataFrame:
-    """Run every unfinished cell of ``suite`` and rebuild its reports; return the tidy table."""
+        reporters: Iterable[str] = (), wait: bool = True,
+        announce: Callable[[str], None] | None = None) -> pd.DataFrame:
+    """Run every unfinished cell of ``suite`` and rebuild its reports; return the tidy table.
+
+    Runs sharing ``out_dir`` split the cells (each is claimed before it is computed); with
+    ``wait`` this one waits at the end for the cells another run is computing, so its
+    reports include them.  ``announce(message)`` receives one-line news (all cells already
+    done, cells waited for)."""
     from .report import write_reports
     from .runner import RunSettings, run_cells
 
@@ -58,7 +64,8 @@ def run(suite, out_dir: str | Path | None = None, *, overrides: Iterable[str] = 
     sinks = [registry.get("reporter", r).load()(out_dir=out) for r in reporters]
     run_cells(cells, store, suite.name, executor=exe, settings=settings,
               rerun_failed=rerun_failed, progress=progress, registry=registry,
-              on_record=(lambda record: [sink(record) for sink in sinks]) if sinks else None)
+              on_record=(lambda record: [sink(record) for sink in sinks]) if sinks else None,
+              wait=wait, announce=announce)
     return write_reports(suite, out)
 
 

@@ -202,10 +202,12 @@ def _allow_any_size(force: bool) -> None:
 @click.option("--only", multiple=True, metavar="EXPERIMENT", help="Run only these experiments.")
 @click.option("--dry-run", is_flag=True, help="List the cells and which are already done.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.option("--no-wait", is_flag=True,
+              help="Do not wait for cells another run on the same --out is computing.")
 @click.option("--force", is_flag=True, help="Run suites of any size (default limit: 100,000 "
               "cells; also KDDBENCH_MAX_CELLS).")
 def run(suite, out, device, data_root, download, cache_dir, no_cache, jobs, executor, threads,
-        reporters, overrides, only, dry_run, no_progress, force):
+        reporters, overrides, only, dry_run, no_progress, no_wait, force):
     _allow_any_size(force)
     if dry_run:
         _print_plan(suite, out, overrides)
@@ -213,15 +215,18 @@ def run(suite, out, device, data_root, download, cache_dir, no_cache, jobs, exec
     from . import api
     from .report import failures
 
-    df = api.run(suite, out, overrides=overrides, device=device, data_root=data_root,
-                 download=download, cache_dir=cache_dir, use_cache=not no_cache, jobs=jobs,
-                 executor=executor, progress=not no_progress, threads=threads, only=only,
-                 reporters=reporters)
+    with _one_line_warnings():
+        df = api.run(suite, out, overrides=overrides, device=device, data_root=data_root,
+                     download=download, cache_dir=cache_dir, use_cache=not no_cache, jobs=jobs,
+                     executor=executor, progress=not no_progress, threads=threads, only=only,
+                     reporters=reporters, wait=not no_wait,
+                     announce=lambda message: click.echo(message, err=True))
     suite_obj = api.resolve_suite(suite, overrides)
     where = api.report_dir(suite_obj, out)
     click.echo((where / "leaderboard.md").read_text())
     bad = failures(df)
     click.echo(f"results: {where / 'results.csv'}; leaderboard: {where / 'leaderboard.md'}")
+    _say_quarantined(where)
     if not bad.empty:
         click.echo(f"{len(bad)} cell(s) failed; their tracebacks are in {where / 'records'}. "
                    "Fix the cause and run again: finished cells are not recomputed.", err=True)
@@ -243,9 +248,37 @@ def report(suite, out, overrides):
         if not Path(suite).exists():
             raise KddbenchError(f"{Path(out)} holds no suite.toml; pass the suite file instead")
         overrides = tuple(api.saved_overrides(Path(out))) + tuple(overrides)
-    api.report(suite, out, overrides)
+    with _one_line_warnings():
+        api.report(suite, out, overrides)
     where = api.report_dir(api.resolve_suite(suite, overrides), out)
     click.echo((where / "leaderboard.md").read_text())
+    _say_quarantined(where)
+
+
+def _one_line_warnings():
+    """Python warnings raised meanwhile are printed as ``warning: <message>``, one line."""
+    import contextlib
+    import warnings
+
+    @contextlib.contextmanager
+    def scope():
+        with warnings.catch_warnings():
+            warnings.showwarning = lambda message, *args, **kwargs: click.echo(
+                f"warning: {message}", err=True)
+            yield
+
+    return scope()
+
+
+def _say_quarantined(where: Path) -> None:
+    from .store import ResultStore
+
+    store = ResultStore(where)
+    moved = store.quarantined()
+    if moved:
+        click.echo(f"{len(moved)} corrupt record(s) quarantined in {store.quarantine_dir} "
+                   "(their cells are recomputed by the next run; delete the folder once "
+                   "read)", err=True)
 
 
 @cli.command(help="Compare current results with a baseline, cell by cell (each baseline cell "
