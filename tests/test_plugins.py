@@ -391,3 +391,13 @@ def test_two_installed_plugins_with_one_entry_point_name_keep_the_first(monkeypa
         reg = build_registry()
     assert reg.owner("condenser", "random") == "condensation"
     monkeypatch.undo()
+
+
+def test_a_broken_plugin_from_the_environment_says_where_it_came_from(tmp_path, monkeypatch):
+    broken = tmp_path / "env_plugin.py"
+    broken.write_text("raise ImportError('needs a package that is not installed')\n")
+    monkeypatch.setenv("KDDBENCH_PLUGINS", str(broken))
+    with pytest.warns(PluginLoadWarning, match=f"remove {broken} from KDDBENCH_PLUGINS"):
+        reg = build_registry()
+    assert "random" in reg.names("condenser")
+    monkeypatch.delenv("KDDBENCH_PLUGINS")
