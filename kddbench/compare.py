@@ -155,8 +155,11 @@ def read_table(path: str | Path, role: str = "table") -> "pd.DataFrame":
         from .store import ResultStore
 
         records = list(ResultStore(path).records())
-        if records:
-            return tidy(records)
+        if records:  # the records name their own axes: keep that in an ``axes`` column
+            df = tidy(records)
+            axes = {r.get("cell_id"): ";".join(r.get("axes", {})) for r in records}
+            df["axes"] = df["cell_id"].map(axes)
+            return df
         if (path / "results.csv").is_file():
             return read_table(path / "results.csv", role)
         raise KddbenchError(f"{role} {path}: a directory with neither records nor results.csv")

@@ -252,3 +252,29 @@ def test_the_library_compare_stays_a_function(tmp_path):
     for _ in range(2):  # the submodule of the same name must not replace it after one call
         assert callable(kddbench.compare)
         assert int(kddbench.compare(BASELINE, RESULTS).exit_code) == 0
+
+
+def test_every_compare_option_is_in_the_gate_docs():
+    from kddbench.cli import cli as group
+
+    text = (ROOT / "CONTRIBUTING.md").read_text()
+    section = text[text.index("## The regression gate"):]
+    section = section[:section.index("\n## ", 5)]
+    options = [o for p in group.commands["compare"].params for o in getattr(p, "opts", ())
+               if o.startswith("--") and o != "--help"]
+    assert options and all(o in section for o in options), options
+
+
+def test_rows_are_labelled_by_their_own_axes_even_for_a_task_not_installed():
+    from kddbench.compare import compare, format_comparison
+
+    rows = [{"config_id": f"c{size}", "seed": seed, "status": "ok", "experiment": "e",
+             "task": "not_installed", "axes": "corpus;size", "corpus": "wiki", "size": size,
+             "bleu": 30.0 + size - (3.0 if (size, seed) == (2, 1) else 0.0)}
+            for size in (1, 2) for seed in (0, 1)]
+    base = pd.DataFrame(rows)
+    base["bleu"] = [30.0 + r["size"] for r in rows]
+    result = compare(base, pd.DataFrame(rows), metrics=["bleu"], directions={"bleu": True})
+    text = format_comparison(result)
+    assert "| corpus" in text and "| size" in text and result.exit_code == 1
+    assert list(result.rows["verdict"]) == ["ok", "REGRESSION"]
