@@ -159,6 +159,12 @@ def test_nas_best_follows_the_declared_direction():
     row = nas_table(pd.DataFrame(rows), spec).iloc[0]
     assert row["picked"] == "a" and row["best misclassified (target)"] == 10
     assert row["rho top-3"] == pytest.approx(1.0)  # a, b, c: the three fewest errors
+    assert row["speed-up (target / proxy time)"] == 1.0  # both searches train 4 x 1 s
+    from kddbench_plugins.nas.ranking import rank_points
+
+    # rank 1 = fewest errors, on the target and on the proxy (c and d swap on the proxy)
+    assert rank_points(pd.DataFrame(rows), spec) == {
+        "method=m": [(1, 1), (2, 2), (3, 4), (4, 3)]}
 
 
 def test_validating_a_nas_suite_imports_no_torch():
@@ -182,6 +188,8 @@ def test_the_committed_nas_report_rebuilds_from_its_records(tmp_path):
     committed = (src / "leaderboard.md").read_text()
     rebuilt = (tmp_path / "leaderboard.md").read_text()
     assert rebuilt[rebuilt.index(section):] == committed[committed.index(section):]
+    assert "![NAS on proxy sets" in rebuilt
+    assert (tmp_path / "nas_search.png").read_bytes()[:4] == b"\x89PNG"
     old, new = pd.read_csv(src / "nas_search.csv"), pd.read_csv(tmp_path / "nas_search.csv")
     assert list(old.columns) == list(new.columns) and len(old) == len(new) == 2
     for col in old.columns:

@@ -89,7 +89,7 @@ class NASSection:
                         str(entry.get("note", "")), bool(higher)), []
 
     def markdown(self, spec: NASEntry, df, suite) -> str:
-        from .ranking import nas_table
+        from .ranking import nas_table, rank_points
 
         lines = [f"## {spec.title or spec.name}", ""]
         if spec.note:
@@ -100,13 +100,28 @@ class NASSection:
         frame = nas_table(df, spec)
         lines.append(frame.to_markdown(index=False, floatfmt=".3g", disable_numparse=False)
                      + "\n" if not frame.empty else "_no finished results yet_\n")
+        if rank_points(df, spec):
+            lines += [f"![{spec.title or spec.name}: proxy rank against target rank]"
+                      f"({self.figure_name(spec)})", "",
+                      "Each point is a candidate: its rank after training on the target data "
+                      "against its rank after training on the proxy (1 = best); on the dashed "
+                      "diagonal a proxy would rank it exactly as the target data does.", ""]
         return "\n".join(lines)
+
+    @staticmethod
+    def figure_name(spec: NASEntry) -> str:
+        return f"nas_{spec.name}.png"
 
     def write(self, spec: NASEntry, df, out_dir, suite) -> list[Path]:
         from kddbench.store import atomic_write_text
 
-        from .ranking import nas_table
+        from .ranking import nas_table, rank_points, save_rank_scatter
 
         path = Path(out_dir) / f"nas_{spec.name}.csv"
         atomic_write_text(path, nas_table(df, spec).to_csv(index=False))
-        return [path]
+        paths = [path]
+        points = rank_points(df, spec)
+        if points:
+            paths.append(save_rank_scatter(Path(out_dir) / self.figure_name(spec), points,
+                                           spec.title or spec.name))
+        return paths
