@@ -8,7 +8,7 @@ CPU budgets), ``init`` ("real" | "noise"), ``lr_img``, ``momentum_img``, ``augme
 ("dsa" | "none"), ``checkpoint_every`` (iterations between saved states; 0 = never).
 """
 from kddbench import CondenserSpec, SectionSpec, TaskSpec, hookimpl
-from kddbench.axes import AxisUnused, IntAxis, PluginAxis
+from kddbench.axes import AxisUnused, IntAxis, PluginAxis, ProtocolAxis
 from kddbench.options import Bool, Choice, Float, Int, Str
 from kddbench.metrics import PROTOCOL_METRICS, MetricSpec
 
@@ -102,6 +102,7 @@ def kddbench_condensers():
                               "init": _init("real"), "augment": _augment("dsa"),
                               "checkpoint_every": Int(100, min=0, doc="0 = never")})
     yield from _performance_matching()
+    yield from _trajectory_matching()
     yield CondenserSpec(
         "file", "kddbench_plugins.condensation.from_file:load_set",
         "anyone's condensed set from a .pt (tensors only) or .npz file: images, hard or soft "
@@ -153,6 +154,69 @@ def _performance_matching():
 
 
 
+def _tm_options(**pad):
+    """Options shared by mtt and pad (0 / -1 / "auto": the setting's value)."""
+    opts = {
+        "setting": Choice("auto", ("auto", "cifar10_ipc1", "cifar10_ipc10", "cifar10_ipc50",
+                                   "cifar100_ipc1", "cifar100_ipc10", "cifar100_ipc50", "cpu"),
+                          doc="the reference's per-setting defaults; auto = by data set and "
+                          "IPC, else 'cpu'"),
+        "iterations": Int(5000, min=1, smoke=2),
+        "syn_steps": Int(0, min=0, doc="student steps on the synthetic set; 0 = setting's"),
+        "expert_epochs": Int(0, min=0, doc="M: expert epochs matched; 0 = setting's"),
+        "max_start_epoch": Int(0, min=0, doc="0 = setting's"),
+        "lr_img": Float(0.0, min=0, doc="0 = setting's"),
+        "lr_lr": Float(0.0, min=0, doc="lr of the learned step size; 0 = setting's"),
+        "lr_teacher": Float(0.0, min=0, doc="initial learned step size; 0 = setting's"),
+        "momentum": Float(0.5, min=0, max=1, doc="SGD momentum of images, lr and labels"),
+        "batch_syn": Int(-1, min=-1, doc="synthetic images per step; 0 = all, -1 = setting's"),
+        "zca": Choice("auto", ("auto", "on", "off"),
+                      doc="on: the data must come ZCA-whitened (else an error)"),
+        "init": _init("real"), "augment": _augment("dsa"),
+        "unroll": Choice("constant", ("constant", "full"),
+                         doc="constant: TESLA's exact constant-memory gradient; full: autograd"),
+        "num_experts": Int(100, min=1, smoke=2),
+        "epochs": Int(50, min=1, smoke=2, doc="epochs each expert is trained"),
+        "expert_lr": Float(0.01, above=0), "batch_train": Int(256, min=1),
+        "expert_augment": _augment("dsa"),
+        "expert_seed": Int(0, min=0, doc="experts are shared by every cell with the same one"),
+        "experts_in_memory": Int(4, min=1),
+        "checkpoint_every": Int(100, min=0, doc="0 = never")}
+    opts.update(pad)
+    return opts
+
+
+def _trajectory_matching():
+    """MTT (Cazenavette et al. 2022) and PAD (Li et al. 2024, on DATM by Guo et al. 2024)."""
+    tm = "kddbench_plugins.condensation.trajectory_matching:"
+    yield CondenserSpec(
+        "mtt", tm + "mtt",
+        "Matching Training Trajectories (Cazenavette et al. 2022): N student steps on the "
+        "synthetic set from an expert's epoch t, loss ||theta_N - theta*_t+M||^2 / "
+        "||theta*_t - theta*_t+M||^2, learned step size; experts are shared artifacts; "
+        "unroll = constant (TESLA, Cui et al. 2023) or full",
+        version="1", options=_tm_options())
+    yield CondenserSpec(
+        "pad", tm + "pad",
+        "PAD (Li et al. 2024) on DATM (Guo et al. 2024): mtt + a budget-aligned, growing "
+        "window of start epochs, EL2N data selection, deep-layer matching, soft labels from "
+        "an expert (learned); each part switchable",
+        version="1", options=_tm_options(
+            window=Bool(True, doc="start epochs by IPC, upper bound growing (DATM)"),
+            min_start_epoch=Int(-1, min=-1, doc="-1 = by IPC"),
+            initial_max_start_epoch=Int(0, min=0, doc="0 = by IPC"),
+            window_growth=Int(-1, min=-1, doc="iterations to reach max; -1 = half of them"),
+            deep_only=Float(0.25, min=0, max=0.99,
+                            doc="fraction of the layers (input side) left out of the loss"),
+            el2n_keep=Float(0.9, above=0, max=1, doc="easiest fraction of each class kept; 1 = "
+                            "no selection"),
+            el2n_nets=Int(2, min=1), el2n_epochs=Int(2, min=0, smoke=1),
+            soft_labels=Bool(True, doc="labels = an expert's logits on the images"),
+            learn_labels=Bool(True), lr_label=Float(2.0, min=0),
+            label_epoch=Int(-1, min=-1, doc="expert epoch of the labels; -1 = the window's "
+                            "end")))
+
+
 @hookimpl
 def kddbench_tasks():
     yield TaskSpec(
@@ -166,6 +230,7 @@ def kddbench_tasks():
               "eval_arch": PluginAxis("architecture", required=True)},
         rules=(AxisUnused("ipc", by="method", flag="uses_ipc"),),
         cost="kddbench_plugins.condensation.costs:condense_cost",  # image passes, for --dry-run
+        artifacts="kddbench_plugins.condensation.task:declared_artifacts",  # built first
         metrics=PROTOCOL_METRICS + (
             MetricSpec("condense.*", None, description="what the condensation method reports "
                        "about its own run (iterations, timings, counts)"),
@@ -198,8 +263,33 @@ def kddbench_tasks():
         ))
 
 
+    yield TaskSpec(
+        "dd_ranking", "kddbench_plugins.condensation.dd_ranking:run",
+        "DD-Ranking's scores from our own runs: hard-label recovery, improvement over random, "
+        "label- and augmentation-robust scores of a condensed set; trains the set with its "
+        "labels, hard labels, without augmentation, a random subset and the whole set",
+        axes={"dataset": PluginAxis("dataset", required=True),
+              "method": PluginAxis("condenser", required=True),
+              "ipc": IntAxis(min=1, required=True, doc="images per class"),
+              "distill_arch": PluginAxis("architecture", doc="the net condensation uses"),
+              "eval_arch": PluginAxis("architecture", required=True),
+              "full_protocol": ProtocolAxis(required=True,
+                                            doc="the recipe of the whole-set run (HLR)")},
+        sections=("dd_ranking",),
+        metrics=(MetricSpec("hlr", False, "points", 2, "hard-label recovery: whole set minus "
+                            "the set with hard labels"),
+                 MetricSpec("ior", True, "points", 2, "improvement over a random subset"),
+                 MetricSpec("lrs", True, "%", 2, "label-robust score (w = 0.5)"),
+                 MetricSpec("ars", True, "%", 2, "augmentation-robust score (g = 0.5)"),
+                 MetricSpec("acc_*", True, "%", 2, "the accuracies the scores come from"),
+                 MetricSpec("condense_time_s", False, "s", 1, "condensation time")))
+
+
 @hookimpl
 def kddbench_report_sections():
+    yield SectionSpec(
+        "dd_ranking", "kddbench_plugins.condensation.dd_ranking:DDRankingSection",
+        "[[dd_ranking]]: HLR, IOR, LRS and ARS per method, at any weights", key="dd_ranking")
     yield SectionSpec(
         "cross_arch", "kddbench_plugins.condensation.cross_arch:CrossArchSection",
         "[[cross_arch]]: methods x evaluation architectures, the distillation architecture "

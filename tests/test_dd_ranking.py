@@ -1,0 +1,86 @@
+"""DD-Ranking's scores: the formulas of its documentation (v0.2.0), and a suite that names only
+the methods gets every run the scores need."""
+import math
+
+import pandas as pd
+import pytest
+
+from conftest import write_suite
+from kddbench_plugins.condensation.dd_ranking import normalised_score, scores
+
+
+def test_scores_follow_the_definitions():
+    acc = {"real_hard": 90.0, "syn_hard": 60.0, "syn_any": 70.0, "rdm_any": 50.0,
+           "syn_naug": 55.0, "rdm_naug": 45.0}
+    s = scores(acc)
+    assert s["hlr"] == pytest.approx(30.0) and s["ior"] == pytest.approx(20.0)
+    alpha = 0.5 * 0.20 - 0.5 * 0.30
+    expected = 100 * (math.exp(alpha) - math.exp(-1)) / (math.e - math.exp(-1))
+    assert s["lrs"] == pytest.approx(expected)
+    beta = 0.5 * 0.20 + 0.5 * 0.10
+    assert s["ars"] == pytest.approx(normalised_score(beta))
+    # the bounds: a perfect set scores 100, the worst 0
+    assert normalised_score(1.0) == pytest.approx(100.0)
+    assert normalised_score(-1.0) == pytest.approx(0.0)
+    assert scores(acc, w=1.0)["lrs"] == pytest.approx(normalised_score(0.20))
+
+
+def test_a_suite_naming_methods_gets_every_run_and_the_section(tmp_path, cli):
+    suite = write_suite(tmp_path / "s.toml", """
+[suite]
+name = "ddr"
+budget = "toy data, 2 epochs; whole set 1 epoch"
+
+[protocols.quick]
+epochs = 2
+batch_size = 32
+augment = "dsa"
+
+[protocols.whole]
+epochs = 1
+batch_size = 64
+
+[[experiments]]
+name = "scores"
+task = "dd_ranking"
+dataset = "toy"
+method = ["average", "random"]
+ipc = 2
+eval_arch = "convnet"
+full_protocol = "whole"
+protocol = "quick"
+
+  [experiments.options.convnet]
+  depth = 1
+  width = 8
+""")
+    code, out, err = cli("run", suite, "--out", tmp_path / "out", "--jobs", "1")
+    assert code == 0, out + err
+    df = pd.read_csv(tmp_path / "out" / "results.csv").set_index("method")
+    for col in ("hlr", "ior", "lrs", "ars", "acc_real_hard", "acc_rdm_naug"):
+        assert df[col].notna().all(), col
+    # the random method against the random baseline: the same subset, so no improvement
+    assert df.loc["random", "ior"] == pytest.approx(0.0)
+    # the shared runs are shared: both methods see the same random and whole-set accuracies
+    assert df["acc_rdm_any"].nunique() == 1 and df["acc_real_hard"].nunique() == 1
+    text = (tmp_path / "out" / "leaderboard.md").read_text()
+    assert "## DD-Ranking scores (scores)" in text and "| toy | average |" in text
+
+
+def test_weights_are_checked(tmp_path, cli):
+    suite = write_suite(tmp_path / "s.toml", """
+[[experiments]]
+name = "scores"
+task = "dd_ranking"
+dataset = "toy"
+method = "random"
+ipc = 2
+eval_arch = "convnet"
+full_protocol = "default"
+
+[[dd_ranking]]
+experiment = "scores"
+lrs_weight = 1.5
+""")
+    code, out, err = cli("validate", suite)
+    assert code == 2 and "lrs_weight" in (out + err) and "[0, 1]" in (out + err)
