@@ -23,6 +23,12 @@ class CondenseRequest:
                  methods save their state every so often so an interrupted run resumes.
     log:         ``log(step, **scalars)`` records a loss curve.
     augment:     ``augment(name) -> fn(x, generator)`` gives the shared batched augmentations.
+    artifacts:   the run's artifact cache (``get_or_build(kind, key_dict, build)``), for what a
+                 method builds once and shares across cells (e.g. networks trained on the real
+                 set); None: build inline, keep nothing.  The key must hold everything that
+                 determines the artifact (``data.fingerprint()``, ``net_key``, options, seed).
+    net_key:     what determines ``build_net``'s network besides its seed (name, options,
+                 version): put it in such keys.
     """
 
     data: DataSplits
@@ -35,6 +41,8 @@ class CondenseRequest:
     log: Callable[..., None] = lambda step, **scalars: None
     augment: Callable[[str], Any] | None = None
     seed: int = 0
+    artifacts: Any = None
+    net_key: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
