@@ -362,7 +362,8 @@ def compare(baseline: "pd.DataFrame", current: "pd.DataFrame",
         return str(rows["versions"].iloc[0]) if "versions" in rows.columns else ""
 
     rows, pairs, not_comparable = [], [], []
-    claimed = set(base["config_id"])  # current configurations the baseline accounts for
+    base_ids = set(base["config_id"])
+    claimed = set(base_ids)  # current configurations the baseline accounts for
     regressions = improvements = 0
     direction_cache: dict[tuple, bool | None] = {}
     digits_cache: dict[tuple, int] = {}
@@ -380,8 +381,7 @@ def compare(baseline: "pd.DataFrame", current: "pd.DataFrame",
             continue
         target = cid
         if cid not in cur_groups:
-            others = [o for o in cur_by_labels.get(label_key(labels), []) if o not in
-                      set(base["config_id"])]
+            others = [o for o in cur_by_labels.get(label_key(labels), []) if o not in base_ids]
             changed = [o for o in others if versions_of(cur_groups[o]) != versions_of(bgroup)]
             claimed.update(others)
             if changed:
