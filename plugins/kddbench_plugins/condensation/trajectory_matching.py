@@ -405,6 +405,49 @@ def unroll_constant(fnet: FlatNet, start: torch.Tensor, target: torch.Tensor,
 UNROLL = {"full": unroll_full, "constant": unroll_constant}
 
 
+class SavedTensorMeter:
+    """The peak bytes of tensors autograd holds for backward (saved activations and the like)
+    while the block runs: a device-independent measure of an unroll's memory.
+
+        with SavedTensorMeter() as meter:
+            unroll_constant(...)
+        meter.peak_bytes
+    """
+
+    def __init__(self):
+        self.alive = self.peak_bytes = 0
+        self._hooks = None
+
+    def __enter__(self) -> "SavedTensorMeter":
+        import weakref
+
+        meter = self
+
+        class Held:
+            __slots__ = ("t", "__weakref__")
+
+            def __init__(self, t):
+                self.t = t
+
+        def pack(t):
+            held = Held(t)
+            size = t.numel() * t.element_size()
+            meter.alive += size
+            meter.peak_bytes = max(meter.peak_bytes, meter.alive)
+            weakref.finalize(held, meter._release, size)
+            return held
+
+        self._hooks = torch.autograd.graph.saved_tensors_hooks(pack, lambda held: held.t)
+        self._hooks.__enter__()
+        return self
+
+    def _release(self, size: int) -> None:
+        self.alive -= size
+
+    def __exit__(self, *exc) -> None:
+        self._hooks.__exit__(*exc)
+
+
 # ---------------------------------------------------------------------------------------------
 # the optimiser state beyond the images (learned lr, learned labels), carried in the same
 # checkpoint as the images

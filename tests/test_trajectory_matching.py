@@ -1,0 +1,262 @@
+"""Trajectory matching (mtt, pad) and expert trajectories on tiny tensors and toy data."""
+import pytest
+import torch
+from torch import nn
+
+from kddbench.condense import CondenseRequest
+from kddbench.context import Checkpoint, RunContext
+from kddbench.errors import KddbenchError
+from kddbench.plugins import get_registry
+from kddbench.protocol import make_generator
+from kddbench.store import ArtifactCache
+from kddbench_plugins.condensation import trajectory_matching as tm
+
+TINY = {"iterations": 3, "num_experts": 2, "epochs": 3, "syn_steps": 3, "expert_epochs": 1,
+        "max_start_epoch": 1, "checkpoint_every": 0, "augment": "none",
+        "expert_augment": "none", "batch_train": 32, "expert_lr": 0.05, "lr_img": 10.0}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    tm._MEMO.clear()
+    yield
+    torch.set_num_threads(before)
+
+
+def toy_request(seed=0, cache=None, checkpoint=None, log=None, net_options=None):
+    ctx = RunContext(registry=get_registry())
+    data = ctx.data("toy")
+    opts = net_options or {"depth": 2, "width": 8}
+    kwargs = {"log": log} if log is not None else {}
+    return CondenseRequest(
+        data=data, ipc=2, arch="convnet",
+        build_net=lambda s: ctx.build_net("convnet", data, s, options=opts),
+        generator=make_generator(seed), device=ctx.device, seed=seed, checkpoint=checkpoint,
+        augment=lambda name: ctx.augment(name, data), artifacts=cache,
+        net_key={"arch": "convnet", "options": opts}, **kwargs)
+
+
+def tiny_net():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.GroupNorm(3, 3), nn.ReLU(),
+                         nn.Flatten(), nn.Linear(3 * 4 * 4, 3)).double()
+
+
+def scale_jitter(x, generator):  # a random, differentiable augmentation
+    return x * (1 + 0.1 * torch.rand(x.shape[0], 1, 1, 1, generator=generator, dtype=x.dtype))
+
+
+def unroll_inputs(learned_labels: bool, steps=4, batch=4):
+    fnet = tm.FlatNet(tiny_net())
+    g = torch.Generator().manual_seed(1)
+    start = fnet.flat().clone()
+    target = start + 0.05 * torch.randn(start.shape, generator=g, dtype=start.dtype)
+    images = torch.randn(6, 1, 4, 4, generator=g, dtype=torch.double)
+    labels = (torch.randn(6, 3, generator=g, dtype=torch.double) if learned_labels
+              else torch.tensor([0, 0, 1, 1, 2, 2]))
+    plan = tm.plan_steps(6, steps, batch, g, torch.device("cpu"))
+    return fnet, start, target, images, labels, plan
+
+
+def leaves(images, labels):
+    lr = torch.tensor(0.1, dtype=torch.double, requires_grad=True)
+    labels = labels.clone().requires_grad_(True) if labels.dtype.is_floating_point else labels
+    return images.clone().requires_grad_(True), labels, lr
+
+
+@pytest.mark.parametrize("learned_labels", [False, True])
+@pytest.mark.parametrize("deep_only", [0.0, 0.4])
+def test_constant_memory_unroll_gives_the_full_unrolls_gradients(learned_labels, deep_only):
+    fnet, start, target, images, labels, plan = unroll_inputs(learned_labels)
+    mask = fnet.deep_mask(deep_only)
+    if deep_only:
+        assert mask is not None and 0 < int(mask.sum()) < fnet.numel
+    full = tm.unroll_full(fnet, start, target, *leaves(images, labels), plan, scale_jitter,
+                          mask)
+    const = tm.unroll_constant(fnet, start, target, *leaves(images, labels), plan,
+                               scale_jitter, mask)
+    assert const.loss == pytest.approx(full.loss, rel=1e-10)
+    assert full.image_grad.abs().max() > 0 and full.lr_grad.abs() > 0
+    torch.testing.assert_close(const.image_grad, full.image_grad, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(const.lr_grad, full.lr_grad, rtol=1e-9, atol=1e-12)
+    if learned_labels:
+        assert full.label_grad.abs().max() > 0
+        torch.testing.assert_close(const.label_grad, full.label_grad, rtol=1e-9, atol=1e-12)
+
+
+def test_the_loss_is_the_normalised_parameter_distance():
+    fnet, start, target, images, labels, _ = unroll_inputs(False)
+    out = tm.unroll_constant(fnet, start, target, *leaves(images, labels), [], None)
+    assert out.loss == pytest.approx(1.0)  # no step: theta_N = theta*_t
+    assert out.start_distance == pytest.approx(float(((start - target) ** 2).sum()))
+
+
+def test_constant_unroll_memory_does_not_grow_with_steps_but_the_full_one_does():
+    peaks = {}
+    for mode in ("constant", "full"):
+        for steps in (2, 8):
+            fnet, start, target, images, labels, plan = unroll_inputs(False, steps=steps)
+            with tm.SavedTensorMeter() as meter:
+                tm.UNROLL[mode](fnet, start, target, *leaves(images, labels), plan,
+                                scale_jitter)
+            peaks[mode, steps] = meter.peak_bytes
+    assert peaks["constant", 8] <= 1.1 * peaks["constant", 2]
+    assert peaks["full", 8] > 2.5 * peaks["full", 2]
+
+
+def test_flat_net_runs_the_module_with_the_given_parameters():
+    net = tiny_net()
+    fnet = tm.FlatNet(net)
+    x = torch.randn(5, 1, 4, 4, dtype=torch.double)
+    theta = fnet.flat()
+    torch.testing.assert_close(fnet(theta, x), net(x))
+    assert not torch.allclose(fnet(theta * 0.5, x), net(x))
+    assert [m for m, _, _ in fnet.layers] == ["0", "1", "4"]
+
+
+def test_an_expert_is_plain_sgd_on_the_real_set():
+    request = toy_request()
+    data = request.data
+    plan = tm.ExpertPlan(1, 2, 0.05, 10_000, "none", 0)  # one full-batch step per epoch
+    traj = tm.train_expert(request, plan, 0, data)["params"]
+    assert traj.shape[0] == 3
+    g = make_generator(tm.derive_seed(0, "expert", 0))
+    net = request.build_net(tm.draw_seed(g))
+    fnet = tm.FlatNet(net)
+    theta = fnet.flat().requires_grad_(True)
+    torch.testing.assert_close(traj[0], theta.detach())
+    for epoch in range(2):
+        loss = nn.functional.cross_entropy(fnet(theta, data.x_train), data.y_train)
+        (grad,) = torch.autograd.grad(loss, theta)
+        theta = (theta - 0.05 * grad).detach().requires_grad_(True)
+        torch.testing.assert_close(traj[epoch + 1], theta.detach(), rtol=1e-4, atol=1e-6)
+
+
+class Boom(Exception):
+    pass
+
+
+def test_experts_are_artifacts_shared_across_cells_and_a_killed_build_keeps_finished_ones(
+        tmp_path, monkeypatch):
+    cache = ArtifactCache(tmp_path / "cache")
+    plan = tm.ExpertPlan(3, 2, 0.01, 64, "none", 7)
+    real = tm.train_expert
+
+    def dies_at_2(request, plan, index, data):
+        if index == 2:
+            raise Boom()
+        return real(request, plan, index, data)
+
+    monkeypatch.setattr(tm, "train_expert", dies_at_2)
+    request = toy_request(cache=cache)
+    fnet = tm.FlatNet(request.build_net(0))
+    experts = tm.Experts(request, plan, request.data, fnet)
+    with pytest.raises(Boom):
+        experts.build_all()
+    assert experts.built == 3  # 0, 1 finished; 2 died
+    assert len(list((tmp_path / "cache" / "artifacts" / "expert_trajectories").glob("*.pt"))) == 2
+    monkeypatch.setattr(tm, "train_expert", real)
+    again = tm.Experts(toy_request(seed=5, cache=cache), plan, request.data, fnet)
+    again.build_all()
+    assert again.built == 1  # only the one that died; the cell seed is not in the key
+    third = tm.Experts(toy_request(seed=9, cache=cache), plan, request.data, fnet)
+    third.build_all()
+    assert third.built == 0 and third[1].shape == (3, fnet.numel)
+    # a different network is a different artifact
+    wider = toy_request(cache=cache, net_options={"depth": 2, "width": 6})
+    other = tm.Experts(wider, plan, wider.data, tm.FlatNet(wider.build_net(0)))
+    other.build_all()
+    assert other.built == 3
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_a_killed_mtt_cell_resumes_from_its_checkpoint_and_reuses_the_experts(tmp_path):
+    opts = dict(TINY, iterations=5, checkpoint_every=2)
+    whole = tm.mtt(toy_request(), **opts)
+
+    cache = ArtifactCache(tmp_path / "cache")
+    ck = Checkpoint(cache, {"cell": "mtt"})
+
+    def crash_at_3(step, **scalars):
+        if step == 3:
+            raise Interrupt()
+
+    tm._MEMO.clear()
+    with pytest.raises(Interrupt):
+        tm.mtt(toy_request(cache=cache, checkpoint=ck, log=crash_at_3), **opts)
+    assert int(ck.load()["iteration"]) == 2
+    tm._MEMO.clear()
+    seen = []
+    resumed = tm.mtt(toy_request(cache=cache, checkpoint=ck,
+                                 log=lambda step, **s: seen.append(step)), **opts)
+    assert seen == [2, 3, 4]
+    assert resumed.info["experts_built"] == 0 and resumed.info["resumed_from_iteration"] == 2
+    assert torch.equal(resumed.images, whole.images)
+    assert resumed.lr == whole.lr and resumed.lr != pytest.approx(0.01, rel=1e-9)
+    assert [r["loss"] for r in resumed.curve] == [r["loss"] for r in whole.curve]
+
+
+def test_both_unrolls_give_the_same_mtt_set():
+    full = tm.mtt(toy_request(), **dict(TINY, unroll="full"))
+    const = tm.mtt(toy_request(), **dict(TINY, unroll="constant"))
+    moved = (full.images - full.init_images).abs().max()
+    assert moved > 0.01  # float32 rounding, amplified by lr_img, is all that differs
+    assert (const.images - full.images).abs().max() < 1e-2 * moved
+    assert const.lr == pytest.approx(full.lr, rel=1e-3)
+
+
+def test_zca_on_without_whitened_data_is_a_clear_error():
+    with pytest.raises(KddbenchError, match="zca"):
+        tm.mtt(toy_request(), **dict(TINY, zca="on"))
+    with pytest.raises(KddbenchError, match="zca"):  # the CIFAR-10 IPC-1 setting uses ZCA
+        tm.mtt(toy_request(), **dict(TINY, setting="cifar10_ipc1"))
+
+
+def test_settings_follow_the_reference_table_and_fall_back_to_cpu():
+    assert tm.setting_for("auto", "cifar10", 10) == ("cifar10_ipc10", tm.SETTINGS["cifar10_ipc10"])
+    assert tm.SETTINGS["cifar100_ipc50"]["batch_syn"] == 125
+    assert tm.setting_for("auto", "fashion-mnist", 10)[0] == "cpu"
+    assert tm.SETTINGS["cpu"]["zca"] is False
+    with pytest.raises(KddbenchError):
+        tm.setting_for("cifar10_ipc3", "cifar10", 3)
+
+
+# pad ----------------------------------------------------------------------------------------
+def test_el2n_selection_keeps_the_easiest_of_every_class():
+    scores = torch.tensor([0.9, 0.1, 0.5, 0.3, 0.2, 0.8])
+    labels = torch.tensor([0, 0, 0, 1, 1, 1])
+    assert tm.easiest(scores, labels, 2, 2 / 3).tolist() == [1, 2, 3, 4]
+
+
+def test_class_first_raises_only_the_rows_whose_class_is_not_first():
+    logits = torch.tensor([[3.0, 1.0], [3.0, 1.0]])
+    out = tm.class_first(logits, torch.tensor([0, 1]))
+    assert out[0].tolist() == [3.0, 1.0] and out[1].argmax() == 1 and out[1, 0] == 3.0
+
+
+def test_pad_soft_labels_and_each_part_can_be_switched_off():
+    syn = tm.pad(toy_request(), **TINY)
+    assert syn.labels.shape == (8, 4) and torch.allclose(syn.labels.sum(1), torch.ones(8))
+    assert syn.labels.argmax(1).tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
+    info = syn.info
+    assert info["kept_real"] < 160 and info["matched_params"] < tm.FlatNet(
+        toy_request().build_net(0)).numel
+    off = tm.pad(toy_request(), **TINY, window=False, el2n_keep=1.0, deep_only=0.0,
+                 soft_labels=False)
+    assert off.labels.dtype == torch.int64 and off.info["kept_real"] == 160
+    assert off.info["matched_params"] == tm.FlatNet(toy_request().build_net(0)).numel
+
+
+def test_pad_window_grows_with_the_iterations_and_the_budget():
+    assert tm.pad_window(1)[2] < tm.pad_window(10)[2] < tm.pad_window(50)[2]
+    syn = tm.pad(toy_request(), **dict(TINY, iterations=8, epochs=6, max_start_epoch=0),
+                 min_start_epoch=0, initial_max_start_epoch=1, window_growth=8,
+                 el2n_keep=1.0, soft_labels=False)
+    starts = [row["start_epoch"] for row in syn.curve]
+    assert all(s <= round(1 + 4 * it / 8) for it, s in enumerate(starts))
+    assert starts[0] <= 1 and syn.info["max_start_epoch"] == 5  # 20, bounded by 6 - 1
