@@ -260,3 +260,35 @@ def test_pad_window_grows_with_the_iterations_and_the_budget():
     starts = [row["start_epoch"] for row in syn.curve]
     assert all(s <= round(1 + 4 * it / 8) for it, s in enumerate(starts))
     assert starts[0] <= 1 and syn.info["max_start_epoch"] == 5  # 20, bounded by 6 - 1
+
+
+def test_declared_expert_artifacts_are_the_ones_the_method_reads(tmp_path):
+    from kddbench_plugins.condensation import expert_artifacts
+
+    registry = get_registry()
+    ctx = RunContext(registry=registry, artifacts=ArtifactCache(tmp_path / "cache"))
+    arch_options = {"depth": 2, "width": 8}
+    args = {"dataset": "toy", "dataset_options": None, "method": "mtt",
+            "method_options": TINY, "ipc": 2, "distill_arch": "convnet",
+            "distill_arch_options": arch_options, "seed": 0}
+    requests = expert_artifacts.declare(args, registry)
+    assert [r.args["index"] for r in requests] == [0, 1]
+    ids = [r.artifact_id for r in requests]
+    assert len(set(ids)) == 2
+    # neither the cell seed nor the method name matters: pad without data selection shares them
+    same = expert_artifacts.declare(dict(args, seed=4, method="pad",
+                                         method_options=dict(TINY, el2n_keep=1.0)), registry)
+    assert [r.artifact_id for r in same] == ids
+    selected = expert_artifacts.declare(dict(args, method="pad"), registry)
+    assert not set(r.artifact_id for r in selected) & set(ids)
+    for r in requests:
+        r.resolve(ctx)
+    data = ctx.data("toy")
+    request = CondenseRequest(
+        data=data, ipc=2, arch="convnet",
+        build_net=lambda s: ctx.build_net("convnet", data, s, arch_options),
+        generator=make_generator(0), device=ctx.device,
+        augment=lambda name: ctx.augment(name, data), artifacts=ctx.artifacts,
+        net_key=expert_artifacts.net_key(registry, "convnet", arch_options))
+    syn = tm.mtt(request, **TINY)
+    assert syn.info["experts_built"] == 0

@@ -554,6 +554,39 @@ def class_first(logits: torch.Tensor, labels: torch.Tensor, margin: float = 1e-3
     return logits.scatter_add(1, labels.view(-1, 1), lift.view(-1, 1))
 
 
+def prepare_experts(request: CondenseRequest, plan: ExpertPlan, el2n_keep: float = 1.0,
+                    el2n_nets: int = 2, el2n_epochs: int = 2,
+                    keep: int = 4) -> tuple[Experts, DataSplits, FlatNet]:
+    """The experts of ``plan`` (not built yet), the real training data they are trained on
+    (with PAD's data selection: the easiest ``el2n_keep`` of every class) and the network."""
+    data = request.data
+    selection = ""
+    train_data = data
+    if el2n_keep < 1.0:
+        scores = el2n_scores(request, data, el2n_nets, el2n_epochs, plan.seed)
+        kept = easiest(scores, data.y_train, data.num_classes, el2n_keep)
+        selection = short_hash({"el2n": [el2n_nets, el2n_epochs, plan.seed, el2n_keep],
+                                "kept": kept.tolist()}, 16)
+        train_data = subset(data, kept)
+    fnet = FlatNet(request.build_net(0))
+    return Experts(request, plan, train_data, fnet, selection, keep), train_data, fnet
+
+
+def plan_from_options(options: Mapping[str, Any]) -> ExpertPlan:
+    return ExpertPlan(int(options["num_experts"]), max(1, int(options["epochs"])),
+                      float(options["expert_lr"]), int(options["batch_train"]),
+                      str(options["expert_augment"]), int(options["expert_seed"]))
+
+
+def build_expert(request: CondenseRequest, options: Mapping[str, Any], index: int) -> None:
+    """Get or build expert ``index`` of a method's (resolved) ``options``: the artifact a
+    condensed set declares it needs (``expert_artifacts``), built by the runner ahead."""
+    experts, _, _ = prepare_experts(
+        request, plan_from_options(options), float(options.get("el2n_keep", 1.0)),
+        int(options.get("el2n_nets", 2)), int(options.get("el2n_epochs", 2)))
+    experts._get(int(index), keep=False)
+
+
 # ---------------------------------------------------------------------------------------------
 # the method
 def _check_zca(data: DataSplits, zca: bool) -> None:
@@ -608,21 +641,10 @@ def trajectory_matching(
     first_max = initial_max_start_epoch or max_start_epoch
     first_max = max(min_start_epoch, min(int(first_max), max_start_epoch))
 
-    # data selection (PAD): the easiest el2n_keep of every class, for experts and init
-    selection = ""
-    train_data = data
-    if el2n_keep < 1.0:
-        scores = el2n_scores(request, data, el2n_nets, el2n_epochs, expert_seed)
-        keep = easiest(scores, data.y_train, data.num_classes, el2n_keep)
-        selection = short_hash({"el2n": [el2n_nets, el2n_epochs, expert_seed, el2n_keep],
-                                "kept": keep.tolist()}, 16)
-        train_data = subset(data, keep)
-
-    probe = request.build_net(0)
-    fnet = FlatNet(probe)
     plan = ExpertPlan(int(num_experts), epochs, float(expert_lr), int(batch_train),
                       expert_augment, int(expert_seed))
-    experts = Experts(request, plan, train_data, fnet, selection, experts_in_memory)
+    experts, train_data, fnet = prepare_experts(request, plan, el2n_keep, el2n_nets,
+                                                el2n_epochs, experts_in_memory)
     experts.build_all()
     mask = fnet.deep_mask(deep_only)
     if mask is not None:
