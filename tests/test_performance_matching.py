@@ -95,6 +95,31 @@ def test_gradients_reach_the_images_and_every_step_size():
     assert raw.grad is not None and bool((raw.grad != 0).all())
 
 
+def test_the_real_loss_backward_in_chunks_is_the_whole_batch_gradient():
+    torch.manual_seed(2)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.Tanh(), nn.Linear(8, 3))
+    images = torch.randn(3, 1, 4, 4, requires_grad=True)
+    raw = torch.full((2,), ml.raw_step_size(0.1), requires_grad=True)
+    x_real, y_real = torch.randn(10, 1, 4, 4), torch.randint(0, 3, (10,))
+    w0 = {n: p.detach().clone() for n, p in net.named_parameters()}
+    grads = []
+    for chunk in (0, 3):
+        images.grad = raw.grad = None
+        start = {n: t.clone().requires_grad_(True) for n, t in w0.items()}
+        plan = ml.schedule(images, torch.arange(3), [torch.arange(3)], F.softplus(raw), 2)
+        w = ml.unroll(net, start, plan, create_graph=True)
+        loss = ml.backward_real_loss(net, w, x_real, y_real, chunk)
+        grads.append((loss, images.grad.clone(), raw.grad.clone()))
+    net.eval()
+    plan = ml.schedule(images, torch.arange(3), [torch.arange(3)], F.softplus(raw), 2)
+    w = ml.unroll(net, {n: t.clone().requires_grad_(True) for n, t in w0.items()}, plan, True)
+    whole = F.cross_entropy(ml.logits(net, w, x_real), y_real)
+    gi, gr = torch.autograd.grad(whole, [images, raw])
+    for loss, g_img, g_raw in grads:
+        assert loss == pytest.approx(float(whole), rel=1e-5)
+        assert torch.allclose(g_img, gi, atol=1e-6) and torch.allclose(g_raw, gr, atol=1e-6)
+
+
 def test_fixed_init_is_reproducible_from_the_seed_and_stored_with_the_set():
     a = ml.ddwang(toy_request(seed=0), init_weights="fixed", **TINY)
     b = ml.ddwang(toy_request(seed=0), init_weights="fixed", **TINY)

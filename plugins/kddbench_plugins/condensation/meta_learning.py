@@ -45,7 +45,7 @@ from kddbench.errors import KddbenchError
 from kddbench.protocol import make_generator
 
 from .learned_set import LearnedSet
-from .synthesis import draw_seed
+from .synthesis import _spans, auto_chunk, draw_seed
 
 INIT_WEIGHTS = ("fixed", "random")
 WEIGHT_INITS = ("xavier", "as_built")
@@ -150,6 +150,28 @@ def schedule(images: torch.Tensor, labels: torch.Tensor, groups: list[torch.Tens
             for i in range(epochs * s)]
 
 
+def backward_real_loss(net: nn.Module, weights: dict[str, torch.Tensor], x: torch.Tensor,
+                       y: torch.Tensor, chunk: int = 0) -> float:
+    """Backpropagate the mean cross-entropy of the weights after the descent on the real
+    batch (x, y) into whatever the weights were computed from, and return it.
+
+    The real batch's gradient w.r.t. the final weights is first-order: it is taken on detached
+    copies, chunk by chunk (``chunk`` images at a time, 0 = at once; exact, the loss is a sum
+    over images), and then carried back through the unrolled descent in one backward pass."""
+    names = list(weights)
+    leaf = {n: weights[n].detach().requires_grad_(True) for n in names}
+    net.eval()
+    n = int(x.shape[0])
+    total, grads = 0.0, None
+    for i, j in _spans(n, chunk):
+        loss = F.cross_entropy(logits(net, leaf, x[i:j]), y[i:j], reduction="sum") / n
+        g = torch.autograd.grad(loss, [leaf[k] for k in names])
+        grads = list(g) if grads is None else [a + b for a, b in zip(grads, g)]
+        total += float(loss.detach())
+    torch.autograd.backward([weights[k] for k in names], grads)
+    return total
+
+
 @torch.no_grad()
 def accuracy(net: nn.Module, weights: dict[str, torch.Tensor], x: torch.Tensor,
              y: torch.Tensor, batch: int = 1024) -> float:
@@ -206,6 +228,7 @@ def ddwang(request: CondenseRequest, *, iterations: int = 0, steps: int = 0, epo
     opt.restore()
     raw = opt.extra["raw_step_sizes"]
     batch = min(int(batch_real), n_train)
+    chunk = auto_chunk(template, data.x_train[:2])
     for it in range(opt.start, iterations):
         idx = torch.randperm(n_train, generator=g, device=g.device)[:batch].to(
             data.x_train.device)
@@ -214,11 +237,9 @@ def ddwang(request: CondenseRequest, *, iterations: int = 0, steps: int = 0, epo
         w0 = {n: t.detach().requires_grad_(True) for n, t in w0.items()}
         plan = schedule(opt.images, opt.labels, groups, F.softplus(raw), int(epochs))
         w = unroll(template, w0, plan, create_graph=True)
-        template.eval()
-        loss = F.cross_entropy(logits(template, w, x_real), y_real)
         opt.zero_grad()
-        loss.backward()
-        opt.update(float(loss.detach()), it)
+        loss = backward_real_loss(template, w, x_real, y_real, chunk)
+        opt.update(loss, it)
 
     # the paper's own evaluation
     step_sizes = F.softplus(raw.detach())
