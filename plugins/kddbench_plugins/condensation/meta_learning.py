@@ -197,7 +197,7 @@ def evaluate_steps(net: nn.Module, weights: dict[str, torch.Tensor], steps: list
 # ---------------------------------------------------------------------------------------------
 def ddwang(request: CondenseRequest, *, iterations: int = 0, steps: int = 0, epochs: int = 3,
            batch_real: int = 1024, lr_img: float = 0.01, lr_step_init: float = 0.02,
-           decay_every: int = 0, decay_factor: float = 0.5, init_weights: str = "fixed",
+           decay_every: int = 0, decay_factor: float = 0.5, init_weights: str = "random",
            weight_init: str = "xavier", init: str = "noise", eval_draws: int = 10,
            checkpoint_every: int = 100) -> SyntheticSet:
     """Wang et al. 2018, Algorithm 1.  ``iterations = 0``: 400 passes over the real training
