@@ -114,14 +114,14 @@ class SectionScope:
              every: bool = True) -> list[Problem]:
         """A problem unless ``name`` is an axis of every one of ``experiments`` (of at least
         one of them with ``every=False``); unknown names get a did-you-mean."""
+        if not isinstance(name, str):
+            return [(path, f"expected an axis name (a string), got {name!r}")]
         names = list(self.experiments) if not experiments else list(experiments)
         if not names:
             return []
         known = [n for n in names if n in self.experiments]
         if not known:
             return []
-        if not isinstance(name, str):
-            return [(path, f"expected an axis name (a string), got {name!r}")]
         lacking = [n for n in known if name not in self.axes_of([n])]
         if len(lacking) == len(known):
             return [(path, unknown_message("axis", name, self.axes_of(known),

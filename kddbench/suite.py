@@ -12,7 +12,7 @@ import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -45,6 +45,7 @@ REFERENCE_TYPES = {"match": "table", "metric": "str", "value": "number", "std": 
                    "source": "str", "note": "str"}
 MAX_CELLS_ENV = "KDDBENCH_MAX_CELLS"
 DEFAULT_MAX_CELLS = 100_000
+MAX_SEED_COUNT = 1_000_000_000
 _PLAIN_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 DEFAULT_PROTOCOL = "default"
 PROTOCOL_OPTION_PREFIX = "protocol:"  # cell.options key of a recipe named by a protocol axis
@@ -108,7 +109,8 @@ class _Problems:
         self.items: list[str] = []
 
     def add(self, path: str, message: str) -> None:
-        self.items.append(f"{self.source}: {path}: {message}")
+        line = f"{self.source}: {path}: {message}"
+        self.items.append(line.replace("\r", "\\r").replace("\n", "\\n"))  # one line each
 
     def unknown_keys(self, path: str, table: Mapping[str, Any], allowed: Iterable[str]) -> None:
         allowed = list(allowed)
@@ -286,6 +288,16 @@ def _check_types(problems: _Problems, path: str, entry: Mapping[str, Any],
                              f"{_short(entry[key])}")
                 ok = False
     return ok
+
+
+def _well_typed(problems: _Problems, path: str, entry: Mapping[str, Any],
+                schema: Mapping[str, str]) -> dict[str, Any]:
+    """``entry`` without the keys whose values are not of their kind (each one problem)."""
+    out = dict(entry)
+    for key in schema:
+        if key in out and not _check_types(problems, path, {key: out[key]}, {key: schema[key]}):
+            del out[key]
+    return out
 
 
 def _short(value: Any) -> str:
@@ -535,14 +547,14 @@ def _family_label(family: str) -> str:
         return family
 
 
-def _seeds(exp: Mapping[str, Any], path: str, problems: _Problems) -> list[int] | None:
+def _seeds(exp: Mapping[str, Any], path: str, problems: _Problems) -> Sequence[int] | None:
     seeds = exp.get("seeds", [0])
     where = f"{path}.seeds"
     if _is_int(seeds):
-        if seeds < 1:
-            problems.add(where, f"a count of seeds is at least 1, got {seeds}")
+        if not 1 <= seeds <= MAX_SEED_COUNT:
+            problems.add(where, f"a count of seeds lies in [1, {MAX_SEED_COUNT:,}], got {seeds}")
             return None
-        return list(range(seeds))
+        return range(seeds)  # not a list: the size is checked before anything is expanded
     if not isinstance(seeds, list) or not all(_is_int(s) for s in seeds):
         problems.add(where, f"expected a list of integers (seeds = [0, 1, 2]) or a count "
                      f"(seeds = 3), got {_type_name(seeds)} {_short(seeds)}")
@@ -563,7 +575,8 @@ def _expand_experiment(exp: Mapping[str, Any], path: str, name: str,
                        protocols: dict[str, dict], registry: Registry,
                        problems: _Problems, budget: list[int] | None = None) -> list[Cell]:
     before = len(problems.items)
-    if not _check_types(problems, path, exp, EXPERIMENT_TYPES):
+    exp = _well_typed(problems, path, exp, EXPERIMENT_TYPES)
+    if "task" not in exp and len(problems.items) > before:
         return []
     task_name = exp.get("task")
     if task_name is None:

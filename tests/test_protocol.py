@@ -105,3 +105,125 @@ def test_cpu_micro_batches_give_the_same_step(monkeypatch):
     with seeded(0):
         bn = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2))
     assert micro_batch_size(bn, x) == 0
+
+
+# --- the recipe: optimisers, schedules, validation, stable identities ---------------------
+
+def test_default_recipe_dict_is_unchanged_so_cells_keep_their_ids():
+    # the keys and values every committed cell hashed before the recipe grew
+    assert Recipe().as_dict() == {
+        "epochs": 300, "batch_size": 256, "optimizer": "sgd", "lr": 0.01, "momentum": 0.9,
+        "weight_decay": 5e-4, "schedule": "step_half", "augment": "none",
+        "test_batch_size": 256, "label_smoothing": 0.0}
+    assert "milestones" in Recipe(schedule="multistep", milestones=[3]).as_dict()
+    from kddbench.recipe import normalize
+
+    assert normalize({"epochs": 5, "gamma": 0.1, "milestones": [], "warmup_epochs": 0}) == {
+        "epochs": 5}
+
+
+def test_multistep_with_epochs_or_fractions():
+    r = Recipe(epochs=240, lr=0.05, schedule="multistep", milestones=(150, 180, 210))
+    lrs = [lr_at(r, e, 0.05) for e in (0, 149, 150, 179, 180, 210, 239)]
+    assert lrs == pytest.approx([0.05, 0.05, 0.005, 0.005, 0.0005, 0.00005, 0.00005])
+    frac = Recipe(epochs=240, schedule="multistep", milestones=(0.625, 0.75, 0.875), gamma=0.5)
+    assert frac.milestone_epochs() == [150, 180, 210]
+    assert lr_at(frac, 180, 1.0) == pytest.approx(0.25)
+    assert Recipe(epochs=10, schedule="multistep", milestones=(0.55,)).milestone_epochs() == [6]
+
+
+def test_cosine_with_linear_warmup_and_without():
+    plain = Recipe(epochs=10, schedule="cosine")
+    assert lr_at(plain, 0, 1.0) == 1.0 and lr_at(plain, 5, 1.0) == pytest.approx(0.5)
+    warm = Recipe(epochs=10, schedule="cosine", warmup_epochs=2)
+    assert [lr_at(warm, e, 1.0) for e in (0, 1)] == pytest.approx([0.5, 1.0])
+    assert lr_at(warm, 2, 1.0) == pytest.approx(1.0)  # the cosine starts after the warm-up
+    assert lr_at(warm, 6, 1.0) == pytest.approx(0.5)
+    assert lr_at(Recipe(epochs=4, schedule="constant", warmup_epochs=2), 0, 0.1) == \
+        pytest.approx(0.05)
+
+
+def test_adamw_trains_and_unknown_optimizers_suggest():
+    from kddbench.protocol import make_optimizer
+
+    x, y = _toy()
+    net = _net()
+    opt = make_optimizer(Recipe(optimizer="adamw", weight_decay=0.01), net.parameters())
+    assert isinstance(opt, torch.optim.AdamW)
+    train(net, x, y, Recipe(epochs=2, batch_size=16, optimizer="adamw", lr=0.01),
+          make_generator(0))
+    with pytest.raises(KddbenchError, match="did you mean 'adam'"):
+        make_optimizer(Recipe(optimizer="adan"), net.parameters())
+    with pytest.raises(KddbenchError, match="did you mean 'cosine'"):
+        lr_at(Recipe(schedule="cosin"), 0, 0.1)
+
+
+def test_recipe_checks_every_value_and_the_rules_across_keys():
+    from kddbench.recipe import check_recipe
+
+    assert check_recipe(Recipe().as_dict()) == []
+    bad = dict(epochs=0, batch_size=-1, optimizer="lbfgs", lr=-1.0, momentum=1.5,
+               schedule="cosin", label_smoothing=2.0, warmup_epochs=-1, gamma=0.0)
+    keys = {k for k, _ in check_recipe(bad)}
+    assert keys == set(bad)
+    assert "did you mean 'cosine'" in dict(check_recipe({"schedule": "cosin"}))["schedule"]
+    assert dict(check_recipe({"schedule": "multistep"}))["schedule"].startswith(
+        "schedule 'multistep' needs milestones")
+    assert check_recipe({"schedule": "multistep"}, complete=False) == []  # partial: per value
+    assert "increasing" in dict(check_recipe({"schedule": "multistep", "epochs": 10,
+                                              "milestones": [6, 3]}))["milestones"]
+    with pytest.raises(KddbenchError, match="epochs: expected int >= 1, got 0"):
+        Recipe.from_mapping({"epochs": 0})
+
+
+CIFAR_KD = """
+[suite]
+name = "cifar100_kd"
+
+# the CIFAR-100 KD recipe of Tian et al. 2020 (Contrastive Representation Distillation), the
+# code base many KD papers reuse: 240 epochs, SGD lr 0.05, x0.1 at 150/180/210, wd 5e-4,
+# 4-pixel padded random crop + horizontal flip
+[protocols.cifar100_kd]
+epochs = 240
+batch_size = 64
+optimizer = "sgd"
+lr = 0.05
+momentum = 0.9
+weight_decay = 5e-4
+schedule = "multistep"
+milestones = [150, 180, 210]
+gamma = 0.1
+augment = "crop_flip"
+
+[[experiments]]
+name = "kd"
+task = "kd"
+dataset = "cifar100"
+teacher = "resnet50"
+student = "resnet18"
+kd_method = ["teacher", "none", "response"]
+teacher_protocol = "cifar100_kd"
+protocol = "cifar100_kd"
+"""
+
+
+def test_the_cifar100_kd_recipe_is_expressible_in_a_suite(tmp_path):
+    from kddbench.suite import load_suite
+
+    path = tmp_path / "cifar.toml"
+    path.write_text(CIFAR_KD)
+    suite = load_suite(path)
+    cell = suite.cells[0]
+    recipe = Recipe.from_mapping(cell.recipe)
+    assert (recipe.epochs, recipe.lr, recipe.milestones, recipe.gamma, recipe.augment) == (
+        240, 0.05, (150, 180, 210), 0.1, "crop_flip")
+    assert cell.options["protocol:cifar100_kd"]["milestones"] == [150, 180, 210]
+    assert lr_at(recipe, 209, 0.05) == pytest.approx(0.0005)
+    # a smoke-sized --set keeps the schedule's shape only as fractions
+    from kddbench.suite import SuiteError
+
+    with pytest.raises(SuiteError, match="milestone epochs lie in"):
+        load_suite(path, ["protocols.cifar100_kd.epochs=5"])
+    short = load_suite(path, ["protocols.cifar100_kd.epochs=8",
+                              "protocols.cifar100_kd.milestones=[0.625, 0.75, 0.875]"])
+    assert Recipe.from_mapping(short.cells[0].recipe).milestone_epochs() == [5, 6, 7]
