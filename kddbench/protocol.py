@@ -60,6 +60,18 @@ def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor, smoothing: fl
     return F.cross_entropy(logits, target, label_smoothing=smoothing)
 
 
+def label_loss(logits: torch.Tensor, target: torch.Tensor, recipe: Recipe) -> torch.Tensor:
+    """The recipe's training loss: cross-entropy for hard labels; for soft (N, C) labels
+    ``recipe.soft_label_loss``: "ce" (cross-entropy with the soft targets) or "kl" (KL divergence
+    between the targets and the outputs, both softened at ``soft_label_temperature`` T:
+    ``T^2 KL(softmax(log p / T) || softmax(z / T))``, batch mean)."""
+    if target.dtype.is_floating_point and recipe.soft_label_loss == "kl":
+        t = float(recipe.soft_label_temperature)
+        p = F.softmax(torch.log(target.clamp_min(1e-12)) / t, dim=1)
+        return F.kl_div(F.log_softmax(logits / t, dim=1), p, reduction="batchmean") * t * t
+    return soft_cross_entropy(logits, target, recipe.label_smoothing)
+
+
 @dataclass
 class TrainResult:
     train_time_s: float
@@ -118,9 +130,9 @@ def train(
                 loss = loss_fn(model, xb, yb, idx)
                 loss.backward()
             elif micro and xb.shape[0] > micro:
-                loss = _accumulate(model, xb, yb, micro, recipe.label_smoothing)
+                loss = _accumulate(model, xb, yb, micro, recipe)
             else:
-                loss = soft_cross_entropy(model(xb), yb, recipe.label_smoothing)
+                loss = label_loss(model(xb), yb, recipe)
                 loss.backward()
             opt.step()
             steps += 1
@@ -155,13 +167,13 @@ def micro_batch_size(model: nn.Module, x: torch.Tensor) -> int:
 
 
 def _accumulate(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor, micro: int,
-                smoothing: float) -> torch.Tensor:
+                recipe: Recipe) -> torch.Tensor:
     """Backward the batch-mean loss in slices of ``micro`` images; return the mean loss."""
     n = xb.shape[0]
     total = torch.zeros((), device=xb.device)
     for j in range(0, n, micro):
         xs, ys = xb[j:j + micro], yb[j:j + micro]
-        part = soft_cross_entropy(model(xs), ys, smoothing) * (xs.shape[0] / n)
+        part = label_loss(model(xs), ys, recipe) * (xs.shape[0] / n)
         part.backward()
         total += part.detach()
     return total

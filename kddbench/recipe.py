@@ -44,6 +44,7 @@ PROTOCOL_VERSION = "1"
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("step_half", "multistep", "cosine", "constant")
+SOFT_LABEL_LOSSES = ("ce", "kl")
 
 RECIPE_OPTIONS = {
     "epochs": Int(300, min=1, smoke=1, doc="passes over the training set"),
@@ -57,12 +58,17 @@ RECIPE_OPTIONS = {
                       doc="a registered augmentation applied to every training batch"),
     "test_batch_size": Int(256, min=1),
     "label_smoothing": Float(0.0, min=0, max=1),
+    # soft (N, C) training labels, e.g. a condensed set's: cross-entropy with the soft targets, or
+    # KL divergence at a temperature (targets and outputs softened by it, times T^2)
+    "soft_label_loss": Choice("ce", SOFT_LABEL_LOSSES, doc="how soft labels are trained on"),
+    "soft_label_temperature": Float(1.0, above=0, doc="kl only: the temperature T"),
     "milestones": (),
     "gamma": Float(0.1, above=0, max=1, doc="multistep: the factor at each milestone"),
     "warmup_epochs": Int(0, min=0),
 }
 # added after protocol version 1: left out of as_dict() while at their defaults
 LATER_KEYS = ("milestones", "gamma", "warmup_epochs")
+LATER_KEYS += ("soft_label_loss", "soft_label_temperature")  # soft-label training
 
 
 @dataclass(frozen=True)
@@ -79,6 +85,8 @@ class Recipe:
     augment: str = "none"           # a registered augmentation
     test_batch_size: int = 256
     label_smoothing: float = 0.0
+    soft_label_loss: str = "ce"       # ce | kl: the loss on soft (N, C) labels
+    soft_label_temperature: float = 1.0  # kl: temperature T
     milestones: tuple = ()          # multistep: epochs, or fractions of epochs
     gamma: float = 0.1              # multistep: lr factor at each milestone
     warmup_epochs: int = 0          # linear warm-up epochs (any schedule)
