@@ -292,3 +292,48 @@ def test_declared_expert_artifacts_are_the_ones_the_method_reads(tmp_path):
         net_key=expert_artifacts.net_key(registry, "convnet", arch_options))
     syn = tm.mtt(request, **TINY)
     assert syn.info["experts_built"] == 0
+
+
+# soft labels in the shared evaluation -------------------------------------------------------
+def test_soft_labels_train_by_the_recipes_declared_loss():
+    from kddbench.protocol import Recipe, label_loss, soft_cross_entropy
+
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(5, 4, generator=g, requires_grad=True)
+    soft = torch.softmax(torch.randn(5, 4, generator=g), 1)
+    hard = torch.tensor([0, 1, 2, 3, 0])
+    ce = Recipe()
+    assert float(label_loss(logits, soft, ce)) == pytest.approx(
+        float(soft_cross_entropy(logits, soft)))
+    kl1, kl4 = Recipe(soft_label_loss="kl"), Recipe(soft_label_loss="kl",
+                                                    soft_label_temperature=4.0)
+    assert float(label_loss(logits, hard, kl4)) == pytest.approx(
+        float(nn.functional.cross_entropy(logits, hard)))  # hard labels: always cross-entropy
+    # at T = 1, KL = cross-entropy minus the targets' entropy: the same gradient
+    (g_ce,) = torch.autograd.grad(label_loss(logits, soft, ce), logits)
+    (g_kl,) = torch.autograd.grad(label_loss(logits, soft, kl1), logits)
+    torch.testing.assert_close(g_kl, g_ce)
+    p = torch.softmax(torch.log(soft) / 4, 1)
+    q = torch.log_softmax(logits / 4, 1)
+    manual = 16 * (p * (torch.log(p) - q)).sum(1).mean()
+    assert float(label_loss(logits, soft, kl4)) == pytest.approx(float(manual), rel=1e-5)
+    # later keys: the default recipe's identity is unchanged
+    assert "soft_label_loss" not in Recipe().as_dict()
+    assert Recipe(soft_label_loss="kl").as_dict()["soft_label_loss"] == "kl"
+
+
+def test_training_on_soft_labels_with_kl_is_the_same_in_micro_batches(monkeypatch):
+    from kddbench.protocol import Recipe, train
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(24, 1, 8, 8, generator=g)
+    y = torch.softmax(3 * torch.randn(24, 4, generator=g), 1)
+    recipe = Recipe(epochs=2, batch_size=24, soft_label_loss="kl", soft_label_temperature=2.0)
+    nets = []
+    for micro in ("0", "8"):
+        monkeypatch.setenv("KDDBENCH_CPU_MICRO_BATCH", micro)
+        torch.manual_seed(3)
+        net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(72, 4))
+        train(net, x, y, recipe, torch.Generator().manual_seed(1))
+        nets.append(torch.cat([p.detach().flatten() for p in net.parameters()]))
+    torch.testing.assert_close(nets[0], nets[1], rtol=1e-4, atol=1e-6)
