@@ -123,9 +123,9 @@ def test_teacher_is_trained_once_and_reused_across_cells_and_suites(tmp_path, cl
     assert len(teachers) == 1
     recs = {r["axes"]["kd_method"]: r for r in _records(out1)}
     assert {r["status"] for r in recs.values()} == {"ok"}
-    assert recs["teacher"]["info"]["teacher_cached"] is False
-    assert recs["none"]["info"]["teacher_cached"] is True
-    assert recs["response"]["info"]["teacher_cached"] is True
+    # the teacher is a declared artifact: the runner trained it once, before the cells, and
+    # every cell (the teacher role included) loaded it
+    assert all(r["info"]["teacher_cached"] is True for r in recs.values())
     assert recs["response"]["info"]["teacher_outputs_cached"] is True
     t_acc = recs["teacher"]["metrics"]["accuracy"]
     assert all(r["metrics"]["teacher_accuracy"] == t_acc for r in recs.values())
@@ -137,7 +137,8 @@ def test_teacher_is_trained_once_and_reused_across_cells_and_suites(tmp_path, cl
 
     # a second suite with another method and a student on a condensed set: same teacher
     text2 = _suite(tmp_path, name="kdtoy2", methods='["feature"]').read_text().replace(
-        'seeds = [0]', 'seeds = [0]\nmethod = ["full", "random"]\nipc = 2')
+        'seeds = [0]', 'seeds = [0]\nmethod = ["full", "random"]\nipc = 2').replace(
+        'rows = ["kd_method"]', 'rows = ["kd_method", "method", "ipc"]')  # no pooled entries
     code, _, err = cli("run", write_suite(tmp_path / "s2.toml", text2), "--out", out2,
                        "--cache-dir", cache, "--jobs", "1", "--no-progress")
     assert code == 0, err
