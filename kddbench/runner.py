@@ -318,19 +318,20 @@ class _Progress:
 
 def build_artifacts(cells: Sequence[Cell], executor, suite_name: str, registry: Registry,
                     settings: RunSettings, progress: bool = True,
-                    announce: Callable[[str], None] | None = None) -> dict[str, dict]:
+                    announce: Callable[[str], None] | None = None) -> dict[str, list[str]]:
     """Build, once each, the artifacts the ``cells`` declare (see :mod:`kddbench.artifacts`),
-    wave by wave on ``executor``; return each request's result by artifact id."""
+    wave by wave on ``executor``; return the warnings (a corrupt artifact rebuilt) each cell's
+    record must carry, by cell id."""
     from .artifacts import declared, waves
 
     if not settings.use_cache:  # nothing would be kept: cells build what they need inline
         return {}
-    requests = [r for reqs in declared(cells, registry).values() for r in reqs]
-    levels = waves(requests)
+    by_cell = declared(cells, registry)
+    levels = waves(r for reqs in by_cell.values() for r in reqs)
     results: dict[str, dict] = {}
     total = sum(map(len, levels))
     if not total:
-        return results
+        return {}
     bar = _Progress(total, f"{suite_name} artifacts", progress)
     try:
         for level in levels:
@@ -347,7 +348,19 @@ def build_artifacts(cells: Sequence[Cell], executor, suite_name: str, registry: 
                              f"({result.get('error')}); the cells that need it will say why")
     finally:
         bar.close()
-    return results
+
+    def warnings_of(request) -> list[str]:
+        found = list(results.get(request.artifact_id, {}).get("warnings") or ())
+        for need in request.needs:
+            found += warnings_of(need)
+        return found
+
+    out = {}
+    for cell_id, requests in by_cell.items():
+        found = [w for r in requests for w in warnings_of(r)]
+        if found:
+            out[cell_id] = list(dict.fromkeys(found))
+    return out
 
 
 def run_cells(
@@ -392,7 +405,8 @@ def run_cells(
     claims = store.claims()
     bar = None
     try:
-        build_artifacts(todo, executor, suite_name, registry, settings, progress, announce)
+        notes = build_artifacts(todo, executor, suite_name, registry, settings, progress,
+                                announce)
         bar = _Progress(len(todo), suite_name, progress)
         pending = list(todo)
         while pending:
@@ -411,9 +425,10 @@ def run_cells(
                     yield cell
 
             for cell, record in executor.map(taken(), suite_name):
-                problem = store.problems.pop(cell.cell_id, None)
-                if problem:
-                    record.setdefault("warnings", []).insert(0, problem)
+                found = [store.problems.pop(cell.cell_id, None), *notes.pop(cell.cell_id, ())]
+                found = [w for w in found if w and w not in record.get("warnings", ())]
+                if found:  # what was corrupt and rebuilt for this cell, before it ran
+                    record["warnings"] = found + list(record.get("warnings", ()))
                 store.put(record)
                 claims.release(cell.cell_id)
                 registry.pm.hook.kddbench_record_finished(record=record)

@@ -142,6 +142,10 @@ class CondenserSpec(PluginSpec):
     singular = "condensation method"
     uses_ipc: bool = True
     cacheable: bool = True  # false where storing the output is pointless (``full``)
+    # ``"module:function"`` (or a callable) ``(args: dict, registry) -> [ArtifactRequest, ...]``:
+    # what the method needs built before it runs (e.g. expert trajectories); ``args`` are the
+    # condensed-set request's (kddbench.artifacts)
+    artifacts: Callable[..., Any] | str | None = None
 
 
 @dataclass(frozen=True)
@@ -186,6 +190,9 @@ class TaskSpec(PluginSpec):
     axis_types: Mapping[str, Any] = field(default_factory=dict)
     sections: tuple[str, ...] = ()
     metrics: tuple = ()
+    # ``"module:function"`` (or a callable) ``(cell, registry) -> [ArtifactRequest, ...]``: the
+    # artifacts a cell needs, built once each by the runner before the cells (kddbench.artifacts)
+    artifacts: Callable[..., Any] | str | None = None
 
     def __post_init__(self):
         from .axes import normalise

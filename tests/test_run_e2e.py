@@ -223,3 +223,77 @@ def test_ctrl_c_stops_a_pool_run_and_keeps_finished_cells(tmp_path):
     assert proc.returncode != 0
     done = _records(out)
     assert 1 <= len(done) < 10 and all(r["status"] == "ok" for r in done.values())
+
+
+def test_a_corrupt_record_or_artifact_is_set_aside_and_recomputed(tmp_path, cli):
+    import hashlib
+    import io
+
+    import torch
+
+    suite = write_suite(tmp_path / "s.toml", TINY_SUITE.replace("seeds = [0, 1]", "seeds = [0]")
+                        .replace("ipc = [2, 5]", "ipc = [2]"))
+    out = tmp_path / "out"
+    code, _, err = cli("run", suite, "--out", out, "--jobs", "1", "--no-progress")
+    assert code == 0, err
+    first = _records(out)
+    by_method = {r["axes"]["method"]: k for k, r in first.items()}
+    # a record that is not JSON, and a condensed set with a valid checksum but 2-D images
+    (out / "records" / f"{by_method['random']}.json").write_text('{"cell_id": ')
+    (out / "records" / f"{by_method['average']}.json").unlink()
+    metas = [p for p in (tmp_path / "cache" / "artifacts" / "condensed").glob("*.json")
+             if json.loads(p.read_text())["key"]["method"] == "average"]
+    (meta_path,) = metas
+    buf = io.BytesIO()
+    torch.save({"images": torch.zeros(4, 3), "labels": torch.zeros(4)}, buf)
+    meta_path.with_suffix(".pt").write_bytes(buf.getvalue())
+    meta = json.loads(meta_path.read_text())
+    meta["sha256"] = hashlib.sha256(buf.getvalue()).hexdigest()
+    meta_path.write_text(json.dumps(meta))
+
+    code, _, err = cli("run", suite, "--out", out, "--jobs", "1", "--no-progress")
+    assert code == 0, err
+    warned = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert any(f"{by_method['random']}.json is corrupt (not JSON" in w for w in warned), err
+    assert any(f"condensed/{meta_path.stem}.pt is corrupt (checksum valid, but images of "
+               "shape (4, 3)" in w for w in warned), err
+    assert "1 corrupt record(s) quarantined" in err
+    again = _records(out)
+    assert again.keys() == first.keys()
+    for method in ("random", "average"):  # recomputed, to the same number
+        rec = again[by_method[method]]
+        assert rec["metrics"]["accuracy"] == first[by_method[method]]["metrics"]["accuracy"]
+    assert "quarantine" in again[by_method["random"]]["warnings"][0]
+    assert any("checksum valid" in w for w in again[by_method["average"]]["warnings"])
+    assert again[by_method["full"]] == first[by_method["full"]]  # untouched
+    assert [p.name for p in (out / "records" / "quarantine").iterdir()] == \
+        [f"{by_method['random']}.json"]
+    code, _, err = cli("report", out)
+    assert code == 0 and "1 corrupt record(s) quarantined in" in err
+
+
+def test_a_run_with_every_cell_done_says_so_in_one_line(tmp_path, cli):
+    suite = write_suite(tmp_path / "s.toml", TINY_SUITE.replace("seeds = [0, 1]", "seeds = [0]")
+                        .replace("ipc = [2, 5]", "ipc = [2]")
+                        .replace('method = ["full", "random", "average"]', 'method = ["full"]'))
+    out = tmp_path / "out"
+    code, _, err = cli("run", suite, "--out", out, "--jobs", "1", "--no-progress")
+    assert code == 0 and "already done" not in err
+    code, stdout, err = cli("run", suite, "--out", out, "--jobs", "1", "--no-progress")
+    assert code == 0
+    assert err.strip().splitlines() == [f"all 1 cells are already done in {out}: nothing to "
+                                        "compute, the report is rebuilt from their records"]
+    assert "| method" in stdout
+
+
+def test_the_progress_bar_names_the_running_cell_before_it_finishes(tmp_path):
+    from kddbench.runner import _Progress
+
+    bar = _Progress(3, "s", True)
+    bar.started("a", "condense[method=dm, ipc=10, seed=0]")
+    assert bar.bar.postfix == "running condense[method=dm, ipc=10, seed=0]" and bar.bar.n == 0
+    bar.started("b", "condense[method=dc, ipc=10, seed=0]")
+    assert bar.bar.postfix.startswith("2 running")  # a pool: how many are in flight
+    bar.finished("a", "ok")
+    assert bar.bar.n == 1 and bar.bar.postfix == "running condense[method=dc, ipc=10, seed=0]"
+    bar.close()

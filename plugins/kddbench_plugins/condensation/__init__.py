@@ -231,6 +231,7 @@ def kddbench_tasks():
         rules=(AxisUnused("ipc", by="method", flag="uses_ipc"),),
         cost="kddbench_plugins.condensation.costs:condense_cost",  # image passes, for --dry-run
         artifacts="kddbench_plugins.condensation.task:declared_artifacts",  # built first
+        artifacts="kddbench_plugins.condensation.task:declared_artifacts",  # built first
         metrics=PROTOCOL_METRICS + (
             MetricSpec("condense.*", None, description="what the condensation method reports "
                        "about its own run (iterations, timings, counts)"),

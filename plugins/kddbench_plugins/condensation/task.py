@@ -11,7 +11,7 @@ import time
 
 from kddbench import names
 from kddbench.condense import CondenseRequest, SyntheticSet
-from kddbench.protocol import train_and_evaluate
+from kddbench.validation import fit_and_test, holdout, run_tuned, split_data
 
 
 def method_options(cell, spec) -> dict:
@@ -19,31 +19,103 @@ def method_options(cell, spec) -> dict:
     return {**cell.options.get(spec.name, {}), **names.parse(cell["method"])[1]}
 
 
-def condensed_set(cell, ctx, data) -> tuple[SyntheticSet, float]:
-    """The cell's condensed set and the seconds its condensation took (cached or not)."""
-    method = cell["method"]
+CONDENSED = "kddbench_plugins.condensation.task:condensed"  # the artifact builder
+
+
+def condensed_request(registry, *, dataset: str, options, method: str, ipc, distill_arch: str,
+                      seed: int, holdout=None):
+    """The :class:`~kddbench.artifacts.ArtifactRequest` of one condensed set (None for a
+    method whose output is not cached, e.g. ``full``).  Any task that needs a condensed set
+    declares it with this (``options`` are the cell's, by plugin name); the method's own
+    declared artifacts (``CondenserSpec.artifacts``) become the request's ``needs``."""
+    from kddbench.artifacts import ArtifactRequest
+
+    spec = registry.get("condenser", method)
+    if not spec.cacheable:
+        return None
+    data_spec = registry.get("dataset", dataset)
+    arch_spec = registry.get("architecture", distill_arch)
+    args = {"dataset": dataset, "dataset_options": options.get(data_spec.name),
+            "method": method, "method_options": dict(options.get(spec.name, {})), "ipc": ipc,
+            "distill_arch": distill_arch,
+            "distill_arch_options": options.get(arch_spec.name), "seed": seed}
+    if holdout:  # condensed from the training set less a validation split
+        args["holdout"] = dict(holdout)
+    needs = ()
+    if getattr(spec, "artifacts", None):
+        declare = spec.artifacts
+        if isinstance(declare, str):
+            declare = ArtifactRequest("", declare).function()
+        needs = tuple(declare(dict(args), registry) or ())
+    budget = f" ipc={ipc}" if ipc else ""
+    return ArtifactRequest("condensed", CONDENSED, args, needs=needs,
+                           description=f"{method}{budget} on {distill_arch}, {dataset}, "
+                           f"seed {seed}")
+
+
+def declared_artifacts(cell, registry) -> list:
+    """The ``condense`` task's declaration: the cell's condensed set."""
+    request = condensed_request(
+        registry, dataset=cell["dataset"], options=cell.options, method=cell["method"],
+        ipc=cell.get("ipc"), distill_arch=cell.get("distill_arch") or cell["eval_arch"],
+        seed=cell.seed, holdout=holdout(cell.recipe, cell.seed))
+    return [request] if request is not None else []
+
+
+def check_condensed(value) -> str | None:
+    """What is wrong with a stored condensed set's structure, or None."""
+    import torch
+
+    if not isinstance(value, dict):
+        return f"a {type(value).__name__}, not a dict"
+    for key in ("images", "labels"):
+        if not isinstance(value.get(key), torch.Tensor):
+            return f"no {key} tensor"
+    images, labels = value["images"], value["labels"]
+    if images.dim() != 4:
+        return f"images of shape {tuple(images.shape)}, not (N, C, H, W)"
+    if labels.dim() not in (1, 2) or labels.shape[0] != images.shape[0]:
+        return f"labels of shape {tuple(labels.shape)} for {images.shape[0]} images"
+    if "curve" in value and not isinstance(value.get("curve_keys"), list):
+        return "a curve without its keys"
+    return None
+
+
+def condensed(ctx, *, dataset: str, dataset_options, method: str, method_options, ipc,
+              distill_arch: str, distill_arch_options, seed: int, label: str = "",
+              holdout=None):
+    """The stored form of one condensed set (a dict of tensors), from the cache or built now.
+
+    The cache key is (data fingerprint, method, its options and version, ipc, distillation
+    architecture with its options and version, seed); the condensation's randomness comes
+    from ``seed`` alone, so every task that asks for the same set gets the same images.
+    ``holdout`` (:func:`kddbench.validation.holdout`): condense the training set less that
+    validation split (the data's fingerprint, hence the key, says which images it saw)."""
+    from kddbench.context import derive_seed
+    from kddbench.protocol import make_generator
+
+    data = split_data(ctx.data(dataset, dataset_options), holdout)[0]
     spec = ctx.registry.get("condenser", method)
-    distill_arch = cell.get("distill_arch") or cell["eval_arch"]
-    options = method_options(cell, spec)
+    options = {**dict(method_options or {}), **names.parse(method)[1]}
     arch_spec = ctx.registry.get("architecture", distill_arch)
     key = {"data": data.fingerprint(), "method": spec.name, "version": spec.version,
-           "options": options, "ipc": cell.get("ipc"), "distill_arch": distill_arch,
-           "distill_arch_options": cell.options.get(arch_spec.name, {}),
-           "distill_arch_version": arch_spec.version, "seed": cell.seed}
-    if spec.uses_ipc and not cell.get("ipc"):
+           "options": options, "ipc": ipc, "distill_arch": distill_arch,
+           "distill_arch_options": distill_arch_options or {},
+           "distill_arch_version": arch_spec.version, "seed": seed}
+    if spec.uses_ipc and not ipc:
         raise ValueError(f"method {method!r} needs an ipc (images per class) in the suite")
 
     def build():
         curve: list[dict[str, float]] = []  # request.log(step, **scalars) collects the curve
         request = CondenseRequest(
-            data=data, ipc=cell.get("ipc"), arch=distill_arch,
-            build_net=lambda seed: ctx.build_net(distill_arch, data, seed, cell=cell),
-            generator=ctx.generator(cell, "condense"), device=ctx.device,
-            checkpoint=ctx.checkpoint({"condense": key}), seed=ctx.seed(cell, "condense"),
+            data=data, ipc=ipc, arch=distill_arch,
+            build_net=lambda s: ctx.build_net(distill_arch, data, s, distill_arch_options),
+            generator=make_generator(derive_seed(seed, "condense"), ctx.device),
+            device=ctx.device, checkpoint=ctx.checkpoint({"condense": key}),
+            seed=derive_seed(seed, "condense"),
             augment=lambda name: ctx.augment(name, data), artifacts=ctx.artifacts,
             net_key={"arch": arch_spec.name, "inline": names.parse(distill_arch)[1],
-                     "options": cell.options.get(arch_spec.name, {}),
-                     "version": arch_spec.version},
+                     "options": distill_arch_options or {}, "version": arch_spec.version},
             log=lambda step, **scalars: curve.append({"step": float(step), **scalars}))
         start = time.perf_counter()
         syn = spec.load()(request, **options)
@@ -56,11 +128,24 @@ def condensed_set(cell, ctx, data) -> tuple[SyntheticSet, float]:
                        if isinstance(v, (str, int, float, bool))}
         return out
 
-    if spec.cacheable:
-        stored = ctx.artifacts.get_or_build("condensed", key, build,
-                                            provenance={"cell": cell.label()})
-    else:
-        stored = build()
+    if not spec.cacheable:
+        return build()
+    return ctx.artifacts.get_or_build(
+        "condensed", key, build, check=check_condensed,
+        provenance={"cell": label or f"{method} ipc={ipc} on {distill_arch}, seed {seed}"})
+
+
+def condensed_set(cell, ctx, data=None) -> tuple[SyntheticSet, float]:
+    """The cell's condensed set and the seconds its condensation took (cached or not)."""
+    stored = condensed(
+        ctx, dataset=cell["dataset"],
+        dataset_options=cell.options.get(ctx.registry.get("dataset", cell["dataset"]).name),
+        method=cell["method"],
+        method_options=cell.options.get(ctx.registry.get("condenser", cell["method"]).name, {}),
+        ipc=cell.get("ipc"), distill_arch=cell.get("distill_arch") or cell["eval_arch"],
+        distill_arch_options=cell.options.get(ctx.registry.get(
+            "architecture", cell.get("distill_arch") or cell["eval_arch"]).name),
+        seed=cell.seed, label=cell.label(), holdout=holdout(cell.recipe, cell.seed))
     syn = SyntheticSet.from_tensors(stored)
     syn.info = dict(stored.get("info", {}))
     return syn, float(stored.get("seconds", 0.0))
@@ -78,16 +163,31 @@ def write_pictures(cell, ctx, data, syn: SyntheticSet) -> None:
 
 
 def run(cell, ctx) -> dict:
+    """One cell; with a ``tune`` grid, one evaluation per grid point, the best on validation
+    kept (:func:`kddbench.validation.run_tuned`)."""
+    return run_tuned(cell, ctx, evaluate_cell)
+
+
+def evaluate_cell(cell, ctx) -> dict:
+    """The condensed set trained on by the recipe and its evaluation rules (``n_models``
+    networks, validation split held out of the condensation's input, weights selection)."""
     data = ctx.data(cell["dataset"], cell=cell)
+    recipe = ctx.recipe(cell)
+    split = holdout(recipe, cell.seed)
+    data, x_val, y_val = split_data(data, split)
     syn, seconds = condensed_set(cell, ctx, data)
     write_pictures(cell, ctx, data, syn)
-    recipe = ctx.recipe(cell)
-    net = ctx.build_net(cell["eval_arch"], data, ctx.seed(cell, "eval-net", cell["eval_arch"]),
-                        cell=cell)
-    metrics = train_and_evaluate(
-        net, syn.images.to(ctx.device), syn.labels.to(ctx.device), data.x_test, data.y_test,
-        data.num_classes, recipe, ctx.generator(cell, "eval-train", cell["eval_arch"]),
-        augment=ctx.augment(recipe.augment, data), lr=syn.lr)
+    arch = cell["eval_arch"]
+
+    def make(m: int):  # network m: its own init seed (network 0: the cell's usual one)
+        return ctx.build_net(arch, data, ctx.seed(cell, "eval-net", arch, *([m] if m else [])),
+                             cell=cell), None, None
+
+    metrics = fit_and_test(
+        make, syn.images.to(ctx.device), syn.labels.to(ctx.device), data, recipe,
+        lambda m: ctx.generator(cell, "eval-train", arch, *([m] if m else [])),
+        val=(x_val, y_val) if split else None, augment=ctx.augment(recipe.augment, data),
+        lr=syn.lr)
     metrics["condense_time_s"] = seconds
     metrics.update({f"condense.{k}": v for k, v in syn.info.items()})
     metrics["data_fingerprint"] = data.fingerprint()

@@ -74,6 +74,7 @@ def kddbench_tasks():
               "ipc": IntAxis(min=1, doc="images per class of the condensed set"),
               "distill_arch": PluginAxis("architecture", doc="the net condensation uses")},
         rules=(AxisUnused("ipc", by="method", flag="uses_ipc"),),
+        artifacts="kddbench_plugins.distillation.task:declared_artifacts",  # built first
         metrics=PROTOCOL_METRICS + (
             MetricSpec("teacher_accuracy", True, "%", 2, "the teacher's test accuracy"),
             MetricSpec("teacher_macro_f1", True, "%", 2, "the teacher's test macro F1"),
