@@ -45,9 +45,17 @@ class KDLoss(nn.Module):
 
     Subclasses implement :meth:`forward`; ``ce_weight`` and :meth:`ce` give the usual hard-label
     (or soft-label, for condensed sets) cross-entropy term.
+
+    Class attribute ``per_sample_mean``: true when the loss of a batch is the mean over its
+    images of a term of each image alone (a batch-mean cross-entropy, KL or MSE); the training
+    loop may then split a step into micro-batches and sum their size-weighted gradients, which
+    is the same step (see :func:`kddbench.protocol.splits_batches`).  False (the default, the
+    safe choice) when any term couples the images of a batch: pairwise relations, batch
+    statistics, a normalisation over the batch.
     """
 
     needs_features: bool = False
+    per_sample_mean: bool = False
 
     def __init__(self, teacher: nn.Module | None = None, student: nn.Module | None = None,
                  ce_weight: float = 1.0):
@@ -183,6 +191,12 @@ class DistillationLoss:
     @property
     def cached(self) -> bool:
         return self.cache is not None
+
+    @property
+    def per_sample_mean(self) -> bool:
+        """The KD loss's own declaration (:attr:`KDLoss.per_sample_mean`): whether
+        :func:`kddbench.protocol.train` may call this on micro-batches of a step."""
+        return bool(getattr(self.kd, "per_sample_mean", False))
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)

@@ -26,6 +26,10 @@ from .recipe import (OPTIMIZERS, PROTOCOL_VERSION, RECIPE_KEYS, SCHEDULES, Recip
 Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 # loss_fn(model, x_batch, y_batch, index_batch) -> scalar loss
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+# A loss_fn with this attribute set true declares that its loss on a batch is the mean over the
+# batch's images of a per-image term (no term couples two images: no batch statistics, no
+# pairwise relations), so the batch may be split into micro-batches (see splits_batches).
+PER_SAMPLE_MEAN = "per_sample_mean"
 
 
 @contextlib.contextmanager
@@ -98,6 +102,8 @@ def train(
     loss_fn:      replaces cross-entropy, e.g. a KD loss; called with the batch's indices so it
                   can look up cached teacher outputs.  If it has a ``set_epoch(epoch)`` method,
                   that is called at the start of every epoch (0-based), e.g. for a warm-up.
+                  If it sets ``per_sample_mean = True`` (:data:`PER_SAMPLE_MEAN`), it may be
+                  called on micro-batches of a step, as cross-entropy is (same gradients).
     extra_params: trained alongside the model (e.g. FitNets regressors).
     lr:           overrides ``recipe.lr`` (a learned learning rate from a condensed set).
     """
@@ -112,7 +118,7 @@ def train(
     steps = seen = 0
     loss = torch.zeros(())
     set_epoch = getattr(loss_fn, "set_epoch", None)
-    micro = micro_batch_size(model, x) if loss_fn is None else 0
+    micro = micro_batch_size(model, x) if splits_batches(loss_fn) else 0
     start = time.perf_counter()
     for epoch in range(recipe.epochs):
         if set_epoch is not None:
@@ -126,11 +132,11 @@ def train(
             if augment is not None:
                 xb = augment(xb, generator)
             opt.zero_grad(set_to_none=True)
-            if loss_fn is not None:
+            if micro and xb.shape[0] > micro:
+                loss = _accumulate(model, xb, yb, micro, recipe, loss_fn, idx)
+            elif loss_fn is not None:
                 loss = loss_fn(model, xb, yb, idx)
                 loss.backward()
-            elif micro and xb.shape[0] > micro:
-                loss = _accumulate(model, xb, yb, micro, recipe)
             else:
                 loss = label_loss(model(xb), yb, recipe)
                 loss.backward()
@@ -166,14 +172,28 @@ def micro_batch_size(model: nn.Module, x: torch.Tensor) -> int:
     return int(os.environ.get(CPU_MICRO_BATCH_ENV, DEFAULT_CPU_MICRO_BATCH))
 
 
+def splits_batches(loss_fn: LossFn | None) -> bool:
+    """Whether :func:`train` may split a step of ``loss_fn`` into micro-batches: the recipe's
+    label loss (``None``) may, and a loss_fn that declares ``per_sample_mean = True``.  Then the
+    step is the same one: the gradient of a mean of per-image terms is the size-weighted sum of
+    the gradients of the micro-batches' means."""
+    return loss_fn is None or bool(getattr(loss_fn, PER_SAMPLE_MEAN, False))
+
+
 def _accumulate(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor, micro: int,
-                recipe: Recipe) -> torch.Tensor:
-    """Backward the batch-mean loss in slices of ``micro`` images; return the mean loss."""
+                recipe: Recipe, loss_fn: LossFn | None = None,
+                idx: torch.Tensor | None = None) -> torch.Tensor:
+    """Backward the batch-mean loss in slices of ``micro`` images; return the mean loss.
+    ``loss_fn`` (a per-sample-mean one, see :func:`splits_batches`) gets each slice's indices."""
     n = xb.shape[0]
     total = torch.zeros((), device=xb.device)
     for j in range(0, n, micro):
         xs, ys = xb[j:j + micro], yb[j:j + micro]
-        part = label_loss(model(xs), ys, recipe) * (xs.shape[0] / n)
+        if loss_fn is None:
+            part = label_loss(model(xs), ys, recipe)
+        else:
+            part = loss_fn(model, xs, ys, idx[j:j + micro])
+        part = part * (xs.shape[0] / n)
         part.backward()
         total += part.detach()
     return total

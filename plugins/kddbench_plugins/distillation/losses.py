@@ -39,6 +39,8 @@ def _positive(name: str, value: float) -> float:
 class Response(KDLoss):
     """``(1 - alpha) * CE + alpha * T^2 * KL(teacher_T || student_T)``."""
 
+    per_sample_mean = True  # batch means of per-image CE and KL
+
     def __init__(self, teacher=None, student=None, alpha: float = 0.9, T: float = 4.0):
         if not 0.0 <= alpha <= 1.0:
             raise KddbenchError(f"response: alpha must lie in [0, 1], not {alpha!r}")
@@ -64,6 +66,7 @@ class Hint(KDLoss):
     each network (index ``len(stages) // 2``)."""
 
     needs_features = True
+    per_sample_mean = True  # CE and an MSE over equal-sized per-image maps
 
     def __init__(self, teacher, student, weight: float = 100.0, ce_weight: float = 1.0,
                  student_stage: str = "auto", teacher_stage: str = "auto"):
@@ -115,6 +118,7 @@ class Attention(KDLoss):
     different sizes are area-resampled to the smaller one."""
 
     needs_features = True
+    per_sample_mean = True  # per-image maps, normalised per image; mean over equal-sized rows
 
     def __init__(self, teacher, student, beta: float = 1000.0, p: float = 2.0,
                  ce_weight: float = 1.0):
@@ -189,6 +193,7 @@ class Relational(KDLoss):
     potentials) of the embedding (the flattened input of the classifier head)."""
 
     needs_features = True
+    per_sample_mean = False  # distances and angles between the images of a batch
 
     def __init__(self, teacher, student, distance_weight: float = 25.0,
                  angle_weight: float = 50.0, ce_weight: float = 1.0, stage: str = "embedding"):
@@ -233,6 +238,8 @@ class DKD(KDLoss):
     between their distributions over the non-target classes; both at temperature T, times
     T^2.  The warm-up factor grows linearly, min(1, (epoch + 1) / W), where W is ``warmup``
     epochs, or the recipe's epoch count if that is smaller."""
+
+    per_sample_mean = True  # batch means of per-image CE and KLs; the warm-up is per epoch
 
     def __init__(self, teacher=None, student=None, alpha: float = 1.0, beta: float = 8.0,
                  T: float = 4.0, warmup: int = 20, ce_weight: float = 1.0):
