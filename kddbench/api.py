@@ -116,11 +116,37 @@ def saved_overrides(out: Path) -> list[str]:
     return json.loads(path.read_text()) if path.exists() else []
 
 
-def report(suite, out_dir: str | Path | None = None, overrides: Iterable[str] = ()):
+def report(suite, out_dir: str | Path | None = None, overrides: Iterable[str] = (),
+           html: bool = False):
+    """Rebuild the reports of ``suite`` from its records; ``html``: also the self-contained
+    page ``index.html`` (:mod:`kddbench.html`)."""
     from .report import write_reports
 
     suite = resolve_suite(suite, overrides)
-    return write_reports(suite, report_dir(suite, out_dir))
+    out = report_dir(suite, out_dir)
+    df = write_reports(suite, out)
+    if html:
+        from .html import write_html
+
+        write_html(suite, out, df)
+    return df
+
+
+def status(suite, out_dir: str | Path | None = None, overrides: Iterable[str] = (),
+           estimate: bool = True):
+    """Done, running, failed and pending cells of ``suite`` in its report directory, and the
+    compute left (:func:`kddbench.status.status`); reads only, safe during a run."""
+    from .status import status as _status
+
+    return _status(resolve_suite(suite, overrides), out_dir, estimate=estimate)
+
+
+def history(results, history_file: str | Path | None = None, **kwargs):
+    """Append a results table's gated metrics to a regression history, keyed by commit
+    (:func:`kddbench.history.append`)."""
+    from .history import append
+
+    return append(results, history_file, **kwargs)
 
 
 def compare(baseline, current, **kwargs):

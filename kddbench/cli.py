@@ -239,7 +239,9 @@ def run(suite, out, device, data_root, download, cache_dir, no_cache, jobs, exec
 @click.argument("suite", type=click.Path())
 @click.option("--out", type=click.Path(), help="Report directory [default: reports/<suite name>].")
 @click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE")
-def report(suite, out, overrides):
+@click.option("--html", is_flag=True, help="Also write index.html: one self-contained page "
+              "(sortable, filterable tables, provenance, every picture inlined).")
+def report(suite, out, overrides, html):
     from . import api
 
     if Path(suite).is_dir():
@@ -249,10 +251,82 @@ def report(suite, out, overrides):
             raise KddbenchError(f"{Path(out)} holds no suite.toml; pass the suite file instead")
         overrides = tuple(api.saved_overrides(Path(out))) + tuple(overrides)
     with _one_line_warnings():
-        api.report(suite, out, overrides)
+        api.report(suite, out, overrides, html=html)
     where = api.report_dir(api.resolve_suite(suite, overrides), out)
     click.echo((where / "leaderboard.md").read_text())
+    if html:
+        click.echo(f"page: {where / 'index.html'}")
     _say_quarantined(where)
+
+
+@cli.command(help="Where a suite's run stands: done, running (a live claim), failed and pending "
+             "cells per experiment and in total, the failed cells' causes and the compute left. "
+             "Reads only: safe while a run writes to the same report directory."
+             + _examples("kddbench status suites/quickstart.toml",
+                         "kddbench status suites/ci.toml --out /tmp/ci --json"))
+@click.argument("suite", type=click.Path())
+@click.option("--out", type=click.Path(), help="Report directory [default: reports/<suite name>].")
+@click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--no-estimate", is_flag=True, help="Skip the image-pass estimate of the work left.")
+def status(suite, out, overrides, as_json, no_estimate):
+    from . import api
+    from .status import format_status
+
+    result = api.status(suite, out, overrides, estimate=not no_estimate)
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=1, default=str))
+    else:
+        click.echo(format_status(result), nl=False)
+
+
+@cli.command(help="Regression history (keyed by commit): append the gated metrics of a results "
+             "table (one row per cell and metric, gated against the last good entry), and/or "
+             "draw each metric over the commits (--plot)."
+             + _examples("kddbench run suites/ci.toml --out /tmp/ci",
+                         "kddbench history /tmp/ci/results.csv --file reports/ci/history.csv",
+                         "kddbench history --plot --file reports/ci/history.csv",
+                         "kddbench compare --baseline-from-history reports/ci/history.csv "
+                         "/tmp/ci/results.csv"))
+@click.argument("results", required=False, type=click.Path(exists=True))
+@click.option("--file", "history_file", type=click.Path(), help="The history CSV [default: "
+              "reports/<suite of RESULTS>/history.csv].")
+@click.option("--commit", metavar="REV", help="The commit the results belong to [default: git's "
+              "HEAD]; appending a commit again replaces its entry.")
+@click.option("--date", help="The entry's date [default: the commit's date, else now].")
+@click.option("--machine", help="The machine's name [default: this host's name].")
+@click.option("--metric", "metrics", multiple=True, metavar="NAME",
+              help="Gated metric to keep. Repeatable. [default: accuracy]")
+@click.option("--tolerance", "tolerances", multiple=True, metavar="[PATTERN=]POINTS",
+              help="The gate's allowed change against the last good entry (as compare).")
+@click.option("--plot", is_flag=True, help="Draw each metric over the commits.")
+@click.option("--figure", type=click.Path(), help="Where --plot saves [default: the history "
+              "file with .png].")
+def history(results, history_file, commit, date, machine, metrics, tolerances, plot, figure):
+    from .compare import parse_tolerances
+    from .history import append, format_entries, plot as draw, read_history
+
+    if results is None and not plot:
+        raise KddbenchError("give a RESULTS table to append, or --plot (with --file) to draw")
+    if results is not None:
+        default, patterns = parse_tolerances(tolerances)
+        done = append(results, history_file, commit=commit, date=date, machine=machine,
+                      metrics=metrics or ("accuracy",), tolerance=default, tolerances=patterns)
+        history_file = done["file"]
+        click.echo(f"history: {done['rows']} row(s) of commit {done['commit']} in "
+                   f"{done['file']} (gate: {done['gate']}"
+                   + (f" against {done['baseline']}" if done["baseline"] else "") + ")")
+    if plot:
+        if history_file is None:
+            raise KddbenchError("--plot needs --file HISTORY (or a RESULTS table)")
+        hist = read_history(history_file)
+        if hist.empty:
+            raise KddbenchError(f"history {history_file}: no entries to draw")
+        target = Path(figure) if figure else Path(history_file).with_suffix(".png")
+        if draw(hist, target) is None:
+            raise KddbenchError(f"history {history_file}: no finished value to draw")
+        click.echo(format_entries(hist), nl=False)
+        click.echo(f"figure: {target}")
 
 
 def _one_line_warnings():
@@ -292,8 +366,11 @@ def _say_quarantined(where: Path) -> None:
                          "kddbench compare reports/ci/baseline.csv /tmp/ci/results.csv",
                          "kddbench compare base.csv cur.csv --tolerance 2.0 "
                          "--tolerance 'macro_f1=3' --metric accuracy --metric macro_f1"))
-@click.argument("baseline", type=click.Path(exists=True))
-@click.argument("current", type=click.Path(exists=True))
+@click.argument("baseline", type=click.Path())
+@click.argument("current", type=click.Path(), required=False)
+@click.option("--baseline-from-history", "history_file", type=click.Path(exists=True),
+              metavar="HISTORY", help="Compare with the last good entry of a regression history "
+              "(kddbench history); then give CURRENT only. Also: BASELINE = history:FILE.")
 @click.option("--tolerance", "tolerances", multiple=True, metavar="[PATTERN=]POINTS",
               help="Allowed change of one cell, in the metric's units: a number (the default "
               "for all metrics) or pattern=number; the longest matching pattern wins. "
@@ -310,10 +387,21 @@ def _say_quarantined(where: Path) -> None:
               help="Direction of a metric (or pattern) no installed task declares. Repeatable.")
 @click.option("--lower-is-better", "lower", multiple=True, metavar="METRIC",
               help="Likewise, for metrics where lower is better. Repeatable.")
-def compare(baseline, current, tolerances, metrics, allow_missing, allow_version_change, higher,
-            lower):
+def compare(baseline, current, history_file, tolerances, metrics, allow_missing,
+            allow_version_change, higher, lower):
     from . import api
     from .compare import format_comparison, parse_directions, parse_tolerances
+    from .history import PREFIX
+
+    if history_file is not None:
+        if current is not None:
+            raise click.UsageError("with --baseline-from-history give CURRENT only")
+        baseline, current = PREFIX + str(history_file), baseline
+    elif current is None:
+        raise click.UsageError("Missing argument 'CURRENT'.")
+    for role, path in (("BASELINE", baseline), ("CURRENT", current)):
+        if not (role == "BASELINE" and path.startswith(PREFIX)) and not Path(path).exists():
+            raise click.UsageError(f"Invalid value for '{role}': Path {path!r} does not exist.")
 
     default, patterns = parse_tolerances(tolerances)
     result = api.compare(baseline, current, metrics=metrics or ("accuracy",), tolerance=default,
