@@ -9,9 +9,11 @@ from .submitit_executor import OPTIONS as SUBMITIT_OPTIONS
 @hookimpl
 def kddbench_executors():
     yield ExecutorSpec("inprocess", "kddbench.runner:InProcessExecutor",
-                       "run cells one after another in this process (default)")
+                       "run cells one after another in this process (what `run` uses with --jobs 1, on a "
+                       "GPU, or for a single cell)")
     yield ExecutorSpec("process", "kddbench.runner:ProcessPoolExecutor",
-                       "run cells in a local pool of processes (--jobs N)",
+                       "run cells in a local pool of processes (what a plain `run` uses on the CPU: "
+                       "--jobs auto = one single-threaded worker per core)",
                        options={"workers": Int(2, min=1)})
     yield ExecutorSpec("submitit", "kddbench_plugins.executors.submitit_executor:SubmititExecutor",
                        "run cells as a Slurm job array (or local subprocesses) via submitit, "
