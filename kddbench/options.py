@@ -75,7 +75,7 @@ class Option:
                 bounds.append(f"<= {_fmt(self.max)}")
             return " ".join([self.kind] + bounds)
         if self.kind == "choice":
-            if self.family and not self.choices:
+            if self.family:
                 return f"a registered {self.family} name"
             return "one of " + ", ".join(map(str, self.choices))
         return self.kind
