@@ -29,6 +29,7 @@ def run(suite, out_dir: str | Path | None = None, *, overrides: Iterable[str] = 
         cache_dir: str | None = None, use_cache: bool = True, jobs: int | str = "auto",
         executor: str | None = None, rerun_failed: bool = True, progress: bool = True,
         threads: int | None = None, only: Iterable[str] = (),
+        smoke: bool = False, smoke_per_class: int | None = None,
         reporters: Iterable[str] = (), wait: bool = True,
         announce: Callable[[str], None] | None = None) -> pd.DataFrame:
     """Run every unfinished cell of ``suite`` and rebuild its reports; return the tidy table.
@@ -37,6 +38,10 @@ def run(suite, out_dir: str | Path | None = None, *, overrides: Iterable[str] = 
     ``wait`` this one waits at the end for the cells another run is computing, so its
     reports include them.  ``announce(message)`` receives one-line news (all cells already
     done, cells waited for)."""
+    if smoke:  # the same run at a tiny budget on stand-in data: see kddbench.smoke
+        from .smoke import run_smoke
+
+        return run_smoke(run, {k: v for k, v in locals().items() if k != "run_smoke"})
     from .report import write_reports
     from .runner import RunSettings, run_cells
 
@@ -61,6 +66,9 @@ def run(suite, out_dir: str | Path | None = None, *, overrides: Iterable[str] = 
         settings.threads = 1
     exe = make_executor(executor or ("process" if workers > 1 else "inprocess"), workers,
                         settings, registry)
+    from .preflight import run_preflight  # missing data: found once per data set, up front
+
+    cells = run_preflight(cells, store, suite.name, settings, registry, rerun_failed)
     sinks = [registry.get("reporter", r).load()(out_dir=out) for r in reporters]
     run_cells(cells, store, suite.name, executor=exe, settings=settings,
               rerun_failed=rerun_failed, progress=progress, registry=registry,

@@ -202,27 +202,43 @@ def _allow_any_size(force: bool) -> None:
 @click.option("--only", multiple=True, metavar="EXPERIMENT", help="Run only these experiments.")
 @click.option("--dry-run", is_flag=True, help="List the cells and which are already done.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.option("--smoke", is_flag=True, help="Every cell at a tiny budget (declared smoke values, "
+              "1 epoch, a few images per class) on stand-in data in a temporary data root; "
+              "results go to a temporary directory (or --out), never beside real ones.")
+@click.option("--smoke-per-class", type=int, default=None, metavar="N",
+              help="Smoke runs: images per class in each split [default: 2].")
 @click.option("--no-wait", is_flag=True,
               help="Do not wait for cells another run on the same --out is computing.")
 @click.option("--force", is_flag=True, help="Run suites of any size (default limit: 100,000 "
               "cells; also KDDBENCH_MAX_CELLS).")
-def run(suite, out, device, data_root, download, cache_dir, no_cache, jobs, executor, threads,
+def run(suite, out, device, smoke, smoke_per_class, data_root, download, cache_dir, no_cache, jobs, executor, threads,
         reporters, overrides, only, dry_run, no_progress, no_wait, force):
     _allow_any_size(force)
+    if smoke:  # only an explicit --data-root/--cache-dir counts, not KDDBENCH_DATA/_CACHE
+        from .smoke import explicit_paths
+
+        data_root, cache_dir = explicit_paths(click.get_current_context(), data_root, cache_dir)
     if dry_run:
+        from .cost import print_estimate
+
+        print_estimate(suite, overrides, device=device, smoke=smoke,
+                       smoke_per_class=smoke_per_class, echo=click.echo)
+        if smoke:
+            return
         _print_plan(suite, out, overrides)
         return
     from . import api
     from .report import failures
 
     with _one_line_warnings():
-        df = api.run(suite, out, overrides=overrides, device=device, data_root=data_root,
+        df = api.run(suite, out, smoke=smoke, smoke_per_class=smoke_per_class,
+                     overrides=overrides, device=device, data_root=data_root,
                      download=download, cache_dir=cache_dir, use_cache=not no_cache, jobs=jobs,
                      executor=executor, progress=not no_progress, threads=threads, only=only,
                      reporters=reporters, wait=not no_wait,
                      announce=lambda message: click.echo(message, err=True))
     suite_obj = api.resolve_suite(suite, overrides)
-    where = api.report_dir(suite_obj, out)
+    where = Path(df.attrs["smoke"]["out"]) if smoke else api.report_dir(suite_obj, out)
     click.echo((where / "leaderboard.md").read_text())
     bad = failures(df)
     click.echo(f"results: {where / 'results.csv'}; leaderboard: {where / 'leaderboard.md'}")

@@ -20,6 +20,12 @@ DATA_ENV = "KDDBENCH_DATA"
 DOWNLOAD_ENV = "KDDBENCH_DOWNLOAD"
 
 
+def _smoke_per_class() -> int | None:
+    from .smoke import env_per_class
+
+    return env_per_class()
+
+
 def default_data_root() -> Path:
     env = os.environ.get(DATA_ENV)
     return Path(env).expanduser() if env else Path.home() / ".cache" / "kddbench" / "data"
@@ -61,6 +67,8 @@ class RunContext:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     data_root: Path = field(default_factory=default_data_root)
     download: bool = field(default_factory=lambda: bool(os.environ.get(DOWNLOAD_ENV)))
+    # smoke runs (kddbench.smoke): at most this many images per class in each split
+    data_per_class: int | None = field(default_factory=lambda: _smoke_per_class())
     artifacts: ArtifactCache = field(default_factory=ArtifactCache)
     log: Callable[[str], None] = lambda message: None
     output_dir: Path | None = None  # the suite's report directory, for pictures and curves
@@ -78,9 +86,13 @@ class RunContext:
             options = cell.options.get(spec.name)
         opts = spec.resolve_options(options)
         opts.update(names.parse(name)[1])
-        key = f"{spec.name}:{short_hash(opts)}"
+        key = f"{spec.name}:{short_hash(opts)}:{self.data_per_class or ''}"
         if key not in self._data:
             splits = spec.load()(self.data_root, self.download, **opts)
+            if self.data_per_class:
+                from .smoke import cap_per_class
+
+                splits = cap_per_class(splits, self.data_per_class)
             splits.traits = frozenset(splits.traits) | frozenset(getattr(spec, "traits", ()))
             splits.fingerprint()
             self._data[key] = splits.to(self.device)

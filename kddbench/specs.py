@@ -98,6 +98,11 @@ class DatasetSpec(PluginSpec):
     # what augmentations must know of this data set, e.g. ("no_flip",): a mirrored image is
     # another class (digits); copied to DataSplits.traits when the data set is loaded
     traits: tuple[str, ...] = ()
+    # smoke runs: ``"module:function"`` (or a callable) ``(root, per_class=2, seed=0)`` writing
+    # a few images per class in this data set's real on-disk format under ``root``
+    standin: Callable[..., Any] | str | None = None
+    # (training images, test images) of the whole data set, for cost estimates before loading
+    sizes: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -146,6 +151,9 @@ class CondenserSpec(PluginSpec):
     # what the method needs built before it runs (e.g. expert trajectories); ``args`` are the
     # condensed-set request's (kddbench.artifacts)
     artifacts: Callable[..., Any] | str | None = None
+    # ``"module:function"`` (or a callable) ``(options, ipc, data) -> image passes`` of the
+    # method on its distillation network (kddbench.cost); None: not estimated
+    cost: Callable[..., Any] | str | None = None
 
 
 @dataclass(frozen=True)
@@ -190,6 +198,9 @@ class TaskSpec(PluginSpec):
     axis_types: Mapping[str, Any] = field(default_factory=dict)
     sections: tuple[str, ...] = ()
     metrics: tuple = ()
+    # ``"module:function"`` (or a callable) ``(cell, info) -> [kddbench.cost.Work, ...]``: the
+    # image passes a cell costs, for ``kddbench run --dry-run`` (kddbench.cost)
+    cost: Callable[..., Any] | str | None = None
     # ``"module:function"`` (or a callable) ``(cell, registry) -> [ArtifactRequest, ...]``: the
     # artifacts a cell needs, built once each by the runner before the cells (kddbench.artifacts)
     artifacts: Callable[..., Any] | str | None = None

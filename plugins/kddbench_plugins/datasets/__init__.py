@@ -3,13 +3,22 @@ from kddbench import DatasetSpec, hookimpl
 from kddbench.options import Float, Int
 
 _L = "kddbench_plugins.datasets.loaders:"
+_S = "kddbench_plugins.datasets.standins:"
+# stand-in writers (smoke runs write a few images in the real on-disk format) and the sizes of
+# the whole data sets (training, test), which cost estimates use before anything is loaded
+STANDINS = {"mnist": ("write_mnist", (60000, 10000)),
+            "fashion-mnist": ("write_fashion_mnist", (60000, 10000)),
+            "usps": ("write_usps", (7291, 2007)),
+            "cifar10": ("write_cifar10", (50000, 10000)),
+            "cifar100": ("write_cifar100", (50000, 10000)),
+            "svhn": ("write_svhn", (73257, 26032)),
+            "mhist": ("write_mhist", (2175, 977))}
 # digits: a mirrored digit is another symbol, so augmentations drop flips (the DSA reference
 # code does so for MNIST and SVHN)
 DIGITS = ("no_flip",)
 
 
-@hookimpl
-def kddbench_datasets():
+def _datasets():
     yield DatasetSpec("mnist", _L + "load_mnist", "MNIST 60k/10k, 1x28x28 (torchvision)",
                       traits=DIGITS)
     yield DatasetSpec("fashion-mnist", _L + "load_fashion_mnist",
@@ -40,3 +49,12 @@ def kddbench_datasets():
                                "channels": Int(1, min=1), "train_per_class": Int(40, min=1),
                                "test_per_class": Int(20, min=1), "noise": Float(0.6, min=0),
                                "seed": Int(0, min=0)})
+
+
+@hookimpl
+def kddbench_datasets():
+    from dataclasses import replace
+
+    for spec in _datasets():
+        writer, sizes = STANDINS.get(spec.name, (None, ()))
+        yield replace(spec, standin=_S + writer, sizes=sizes) if writer else spec

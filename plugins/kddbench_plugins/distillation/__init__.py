@@ -75,6 +75,7 @@ def kddbench_tasks():
               "distill_arch": PluginAxis("architecture", doc="the net condensation uses")},
         rules=(AxisUnused("ipc", by="method", flag="uses_ipc"),),
         artifacts="kddbench_plugins.distillation.task:declared_artifacts",  # built first
+        cost="kddbench_plugins.distillation.costs:kd_cost",  # image passes, for --dry-run
         metrics=PROTOCOL_METRICS + (
             MetricSpec("teacher_accuracy", True, "%", 2, "the teacher's test accuracy"),
             MetricSpec("teacher_macro_f1", True, "%", 2, "the teacher's test macro F1"),

@@ -1,0 +1,320 @@
+"""What a suite costs, before any compute: image passes per cell, and seconds on this device.
+
+The unit is the *image pass*: one forward pass of one image through one network.  A training
+step on an image counts :data:`TRAIN_PASSES` (forward + backward, about 3 forward passes).
+
+A task declares its cost with ``TaskSpec.cost`` (``"module:function"`` or a callable)
+``(cell, info) -> [Work, ...]``: which network runs how many image passes on which data.  A
+condensation method may declare its own with ``CondenserSpec.cost`` (``(options, ipc, data) ->
+image passes``); the task that runs it adds that in.  :class:`CostInfo` gives a cost function
+the data set sizes and shapes without loading the data (``DatasetSpec.sizes``; the shape from
+the data set's stand-in or offline loader), the cell's recipes and plugin options.
+
+Seconds come from a calibration measured in the same run: for every network and image shape
+the suite uses, a few forward/backward passes of a small batch of random images on the device,
+single-threaded on a CPU (as each worker of ``--jobs auto`` runs).  The estimate ignores data
+loading, augmentation and per-step overheads, so treat it as the order of magnitude it is.
+
+Nothing in this module names a task, method, architecture or data set.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Mapping
+
+from .cells import Cell, short_hash
+
+TRAIN_PASSES = 3.0  # a training step on one image, in forward passes (forward + backward)
+
+
+@dataclass(frozen=True)
+class DataInfo:
+    """Sizes and image shape of a data set (what a cost function needs of it)."""
+
+    name: str
+    train: int
+    test: int
+    classes: int
+    channels: int
+    height: int
+    width: int
+
+    @property
+    def train_per_class(self) -> int:
+        return max(1, self.train // max(1, self.classes))
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return self.channels, self.height, self.width
+
+
+@dataclass
+class Work:
+    """``passes`` image passes of network ``arch`` (with ``arch_options``) on ``data``.
+
+    key: work shared by several cells (a cached teacher, a condensed set evaluated on several
+         networks) carries the same key and is counted once per suite.
+    """
+
+    arch: str
+    data: DataInfo
+    passes: float
+    what: str = ""
+    key: Any = None
+    arch_options: Mapping[str, Any] = field(default_factory=dict)
+
+
+def train_passes(epochs: int, images: int) -> float:
+    return float(epochs) * float(images) * TRAIN_PASSES
+
+
+def load_ref(ref: Callable | str) -> Callable:
+    """A callable from a callable or a ``"module:attribute"`` string."""
+    if callable(ref):
+        return ref
+    import importlib
+
+    module, _, attr = str(ref).partition(":")
+    obj: Any = importlib.import_module(module)
+    for part in attr.split(".") if attr else ():
+        obj = getattr(obj, part)
+    return obj
+
+
+class CostInfo:
+    """What cost functions may ask (sizes and shapes of data sets, a cell's options)."""
+
+    def __init__(self, registry, smoke_per_class: int | None = None):
+        self.registry = registry
+        self.smoke_per_class = smoke_per_class
+        self._shapes: dict[str, DataInfo | None] = {}
+        self._tmp = None
+
+    def spec(self, family: str, name: str):
+        return self.registry.get(family, name)
+
+    def options(self, cell: Cell, family: str, name: str) -> dict[str, Any]:
+        """A plugin's resolved options in ``cell`` (the suite's, then those written inline)."""
+        from . import names
+
+        spec = self.registry.get(family, name)
+        return {**(cell.options.get(spec.name) or {}), **names.parse(str(name))[1]}
+
+    def recipe(self, cell: Cell, protocol_axis: str | None = None) -> dict[str, Any]:
+        """The cell's recipe, or that of the protocol named by ``protocol_axis``."""
+        if protocol_axis and cell.axes.get(protocol_axis):
+            from .suite import PROTOCOL_OPTION_PREFIX
+
+            got = cell.options.get(PROTOCOL_OPTION_PREFIX + str(cell.axes[protocol_axis]))
+            if got:
+                return dict(got)
+        return dict(cell.recipe)
+
+    def data(self, name: str, cell: Cell | None = None) -> DataInfo | None:
+        """Sizes and shape of data set ``name`` (None when they cannot be known unloaded)."""
+        spec = self.registry.get("dataset", name)
+        opts = self.options(cell, "dataset", name) if cell is not None else {}
+        key = f"{spec.name}:{short_hash(opts)}"
+        if key not in self._shapes:
+            self._shapes[key] = self._probe(spec, opts)
+        info = self._shapes[key]
+        if info is None:
+            return None
+        if self.smoke_per_class:
+            n = self.smoke_per_class * info.classes
+            return DataInfo(info.name, min(n, info.train), min(n, info.test), info.classes,
+                            info.channels, info.height, info.width)
+        return info
+
+    def _probe(self, spec, opts) -> DataInfo | None:
+        """The shape from the stand-in (written to a temporary folder) or, for offline data
+        sets, from the data itself; the sizes from ``spec.sizes`` (else the data's)."""
+        import tempfile
+        from pathlib import Path
+
+        from .errors import KddbenchError
+
+        writer = getattr(spec, "standin", None)
+        sizes = tuple(getattr(spec, "sizes", ()) or ())
+        if writer is None and not getattr(spec, "offline", False):
+            return None
+        if self._tmp is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="kddbench-cost-")
+        root = Path(self._tmp.name)
+        try:
+            if writer is not None:
+                load_ref(writer)(root / spec.name, per_class=1)
+            data = spec.load()(root / spec.name, False, **spec.resolve_options(opts))
+        except (KddbenchError, OSError, ValueError):
+            return None
+        c, h, w = (int(v) for v in data.x_train.shape[1:])
+        train, test = (sizes[0], sizes[1]) if len(sizes) >= 2 and writer is not None else (
+            int(len(data.x_train)), int(len(data.x_test)))
+        return DataInfo(spec.name, int(train), int(test), int(data.num_classes), c, h, w)
+
+
+@dataclass
+class Estimate:
+    rows: list[dict[str, Any]]          # per experiment: cells, passes, seconds, unestimated
+    calibration: dict[tuple, float]     # (arch, options hash, shape, classes) -> s per pass
+    labels: dict[tuple, str]
+    device: str
+    threads: int
+
+
+def cell_work(cell: Cell, registry, info: CostInfo) -> list[Work] | None:
+    task = registry.get("task", cell.task)
+    fn = getattr(task, "cost", None)
+    if fn is None:
+        return None
+    return list(load_ref(fn)(cell, info))
+
+
+def _arch_key(work: Work) -> tuple:
+    d = work.data  # the number of classes changes only the last layer: not part of the key
+    return (work.arch, short_hash(dict(work.arch_options)), d.shape)
+
+
+def calibrate(works: Iterable[Work], registry, device: str = "auto", batch: int = 8,
+              repeats: int = 2, threads: int | None = 1) -> tuple[dict, dict, str, int]:
+    """Seconds per image pass for each network and shape in ``works``, measured now:
+    the fastest of ``repeats`` timed forward/backward steps of ``batch`` random images (after
+    one warm-up).  On a CPU the time is this process's CPU time (one thread), so other
+    programs sharing the cores do not inflate it; on a GPU it is synchronised wall time."""
+    import torch
+
+    from .context import resolve_device
+    from .protocol import seeded
+
+    dev = resolve_device(device)
+    saved = torch.get_num_threads()
+    if dev.type == "cpu" and threads:
+        torch.set_num_threads(threads)
+    out, labels = {}, {}
+    try:
+        for work in works:
+            key = _arch_key(work)
+            if key in out:
+                continue
+            d = work.data
+            spec = registry.get("architecture", work.arch)
+            with seeded(0):
+                net = spec.load()(d.channels, d.classes, (d.height, d.width),
+                                  **spec.resolve_options(dict(work.arch_options))).to(dev)
+            x = torch.randn(batch, *d.shape, device=dev)
+            y = torch.randint(0, d.classes, (batch,), device=dev)
+            opt = torch.optim.SGD(net.parameters(), lr=1e-3)
+            times = []
+            clock = time.process_time if dev.type == "cpu" else time.perf_counter
+            for i in range(repeats + 1):
+                if dev.type == "cuda":
+                    torch.cuda.synchronize(dev)
+                start = clock()
+                opt.zero_grad(set_to_none=True)
+                torch.nn.functional.cross_entropy(net(x), y).backward()
+                opt.step()
+                if dev.type == "cuda":
+                    torch.cuda.synchronize(dev)
+                if i:
+                    times.append(clock() - start)
+            out[key] = min(times) / (batch * TRAIN_PASSES)
+            labels[key] = f"{work.arch}@{'x'.join(map(str, d.shape))}"
+    finally:
+        torch.set_num_threads(saved)
+    return out, labels, str(dev), (threads if dev.type == "cpu" and threads else saved)
+
+
+def estimate(cells: list[Cell], registry, device: str = "auto",
+             smoke_per_class: int | None = None, calibration: bool = True) -> Estimate:
+    info = CostInfo(registry, smoke_per_class)
+    per_cell: list[tuple[Cell, list[Work] | None]] = []
+    for cell in cells:
+        try:
+            per_cell.append((cell, cell_work(cell, registry, info)))
+        except Exception:  # a cost function that cannot say: counted as not estimated
+            per_cell.append((cell, None))
+    every = [w for _c, ws in per_cell for w in ws or ()]
+    calib, labels, dev, threads = (calibrate(every, registry, device) if calibration and every
+                                   else ({}, {}, device, 0))
+    rows: dict[str, dict[str, Any]] = {}
+    seen_keys: set = set()
+    for cell, works in per_cell:
+        row = rows.setdefault(cell.experiment, {"experiment": cell.experiment, "cells": 0,
+                                                "passes": 0.0, "seconds": 0.0,
+                                                "not_estimated": 0})
+        row["cells"] += 1
+        if works is None:
+            row["not_estimated"] += 1
+            continue
+        for w in works:
+            if w.key is not None:
+                k = short_hash(w.key) if not isinstance(w.key, str) else w.key
+                if k in seen_keys:
+                    continue
+                seen_keys.add(k)
+            row["passes"] += float(w.passes)
+            row["seconds"] += float(w.passes) * calib.get(_arch_key(w), math.nan)
+    return Estimate(list(rows.values()), calib, labels, dev, threads)
+
+
+def human_seconds(s: float) -> str:
+    if s != s:  # nan
+        return "?"
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if s >= size * 1.5:
+            return f"{s / size:.1f} {unit}"
+    return f"{s:.1f} s"
+
+
+def format_estimate(est: Estimate, workers: int = 1) -> list[str]:
+    total = {"cells": sum(r["cells"] for r in est.rows),
+             "passes": sum(r["passes"] for r in est.rows),
+             "seconds": sum(r["seconds"] for r in est.rows),
+             "not_estimated": sum(r["not_estimated"] for r in est.rows)}
+    lines = ["Estimated compute (image passes: forward passes of one image; a training step "
+             f"counts {TRAIN_PASSES:g}), seconds on {est.device} "
+             f"({est.threads} torch thread{'s' if est.threads != 1 else ''}"
+             + (", CPU time" if est.device == "cpu" else "") + ") from a "
+             "calibration measured now:", "",
+             "| experiment | cells | image passes | est. time |", "|:--|--:|--:|--:|"]
+    for r in est.rows + [dict(total, experiment="**total**")]:
+        extra = f" ({r['not_estimated']} not estimated)" if r["not_estimated"] else ""
+        lines.append(f"| {r['experiment']} | {r['cells']}{extra} | {r['passes']:.3g} | "
+                     f"{human_seconds(r['seconds'])} |")
+    lines.append("")
+    if workers > 1:
+        lines.append(f"With {workers} workers at once: about {human_seconds(total['seconds'] / workers)}"
+                     " of wall time.")
+    lines.append("Calibration (s per image pass): " + ", ".join(
+        f"{est.labels[k]} {v:.2e}" for k, v in sorted(est.calibration.items(),
+                                                        key=lambda kv: est.labels[kv[0]])))
+    lines.append("")
+    return lines
+
+
+def print_estimate(suite_path, overrides=(), *, device: str = "auto", smoke: bool = False,
+                   smoke_per_class: int | None = None, echo: Callable[[str], None] = print,
+                   jobs: int | str = "auto") -> Estimate:
+    """The cost block of ``kddbench run SUITE --dry-run`` (``--smoke``: of the smoke cells)."""
+    from .api import resolve_jobs
+    from .plugins import get_registry
+    from .suite import load_suite
+
+    registry = get_registry()
+    suite = load_suite(suite_path, overrides)
+    cells = suite.cells
+    per_class = None
+    if smoke:
+        from .smoke import DEFAULT_PER_CLASS, smoke_cells
+
+        per_class = smoke_per_class or DEFAULT_PER_CLASS
+        cells = smoke_cells(cells, registry, per_class)
+    est = estimate(cells, registry, device, per_class)
+    workers = resolve_jobs(jobs, device, len(cells))
+    for line in format_estimate(est, workers):
+        echo(line)
+    if smoke:
+        echo(f"{len(cells)} smoke cells ({per_class} images per class, declared smoke budgets)")
+    return est

@@ -1,0 +1,93 @@
+"""Cost estimates (image passes, :mod:`kddbench.cost`) of the ``condense`` task and of the
+built-in condensation methods, from their options; torch-free.
+
+A method's own ``CondenserSpec.cost`` wins; the table :data:`METHOD_COSTS` covers the
+built-in ones.  Methods with neither are "not estimated" in their condensation part (the
+evaluation is always counted).
+"""
+from __future__ import annotations
+
+from kddbench.cost import TRAIN_PASSES, Work, load_ref, train_passes
+
+# (outer_loop, inner_loop) by images per class: the table of gradient_matching (kept in step
+# by tests/test_smoke_paper_tables.py)
+LOOPS = {1: (1, 1), 10: (10, 50), 20: (20, 25), 30: (30, 20), 40: (40, 15), 50: (50, 10)}
+DATADAM_SETTINGS = {"paper": (8000, 256), "code": (20000, 64)}
+
+
+def _loops(ipc: int) -> tuple[int, int]:
+    return LOOPS.get(ipc) or LOOPS[min(LOOPS, key=lambda k: (abs(k - ipc), k))]
+
+
+def _embedding(options, ipc, data) -> float:  # herding, k-center
+    return train_passes(options.get("train_epochs", 0), data.train) + float(data.train)
+
+
+def _forgetting(options, ipc, data) -> float:
+    return train_passes(options.get("epochs", 3), data.train)
+
+
+def _gradient_matching(options, ipc, data) -> float:
+    outer, inner = _loops(int(ipc or 1))
+    outer, inner = options.get("outer_loop") or outer, options.get("inner_loop") or inner
+    real = min(options.get("batch_real", 256), data.train_per_class)
+    # per outer step and class: real and synthetic gradients, and the second-order backward
+    # through the synthetic one (about twice a training step on those images)
+    match = data.classes * (real + 2 * ipc) * TRAIN_PASSES
+    inner_train = inner * train_passes(1, ipc * data.classes)
+    return float(options.get("iterations", 1000)) * outer * (match + inner_train)
+
+
+def _distribution_matching(options, ipc, data) -> float:
+    real = min(options.get("batch_real", 256), data.train_per_class)
+    return float(options.get("iterations", 20000)) * data.classes * (real + ipc * TRAIN_PASSES)
+
+
+def _attention_matching(options, ipc, data) -> float:
+    iterations, real = DATADAM_SETTINGS.get(options.get("setting", "paper"), (8000, 256))
+    iterations = options.get("iterations") or iterations
+    real = min(options.get("batch_real") or real, data.train_per_class)
+    return float(iterations) * data.classes * (real + ipc * TRAIN_PASSES)
+
+
+METHOD_COSTS = {"full": None, "random": None, "average": None, "herding": _embedding,
+                "kcenter": _embedding, "forgetting": _forgetting, "dc": _gradient_matching,
+                "dsa": _gradient_matching, "dm": _distribution_matching,
+                "datadam": _attention_matching}
+FREE = ("full", "random", "average")  # real images: no network runs
+
+
+def method_cost(spec, options, ipc, data) -> float | None:
+    """Image passes of the method on its distillation network, None when not estimated."""
+    own = getattr(spec, "cost", None)
+    if own is not None:
+        return float(load_ref(own)(options, ipc, data))
+    if spec.name in FREE:
+        return 0.0
+    fn = METHOD_COSTS.get(spec.name)
+    return None if fn is None else float(fn(options, ipc, data))
+
+
+def condense_cost(cell, info) -> list[Work]:
+    data = info.data(cell["dataset"], cell)
+    if data is None:
+        raise ValueError("data set size unknown")
+    spec = info.spec("condenser", cell["method"])
+    options = info.options(cell, "condenser", cell["method"])
+    ipc = cell.get("ipc")
+    distill = cell.get("distill_arch") or cell["eval_arch"]
+    works = []
+    passes = method_cost(spec, options, ipc, data)
+    if passes is None:
+        raise ValueError(f"condensation method {spec.name!r} declares no cost")
+    if passes:
+        works.append(Work(distill, data, passes, "condense",
+                          key=("condense", spec.name, options, ipc, distill, cell.seed,
+                               data.name), arch_options=info.options(cell, "architecture",
+                                                                     distill)))
+    n = data.train if not spec.uses_ipc else min(int(ipc), data.train_per_class) * data.classes
+    recipe = info.recipe(cell)
+    works.append(Work(cell["eval_arch"], data, train_passes(recipe["epochs"], n) + data.test,
+                      "evaluate", arch_options=info.options(cell, "architecture",
+                                                            cell["eval_arch"])))
+    return works

@@ -1,0 +1,206 @@
+"""Smoke mode over the real code paths (kddbench.smoke), the data pre-flight (kddbench.preflight)
+and the cost estimate of --dry-run (kddbench.cost), on suites/paper_tables.toml.
+
+The default test runs a representative subset of paper_tables in smoke mode (one cell per
+combination of data set, method and networks); ``-m slow`` runs every cell of it.  Each cell
+must finish; a failure names its cause in the assertion message.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from kddbench import smoke
+
+ROOT = Path(__file__).resolve().parent.parent
+PAPER = ROOT / "suites" / "paper_tables.toml"
+
+
+def _suite():
+    from kddbench.suite import load_suite
+
+    return load_suite(PAPER)
+
+
+def test_smoke_cells_keep_every_axis_and_never_pass_for_real(registry):
+    from kddbench.options import smoke_values
+
+    suite = _suite()
+    twins = smoke.smoke_cells(suite.cells, registry)
+    assert len(twins) == len(suite.cells)  # every cell kept, none merged
+    real_ids = {c.cell_id for c in suite.cells} | {c.config_id for c in suite.cells}
+    for real, twin in zip(suite.cells, twins):
+        assert twin.axes == real.axes and twin.seed == real.seed
+        assert twin.experiment == real.experiment and twin.task == real.task
+        assert twin.cell_id not in real_ids and twin.config_id not in real_ids
+        assert smoke.is_smoke(twin) and not smoke.is_smoke(real)
+        assert twin.recipe["epochs"] == 1
+        for key, opts in twin.options.items():
+            if key.startswith("protocol:"):
+                assert opts["epochs"] == 1
+        for axis, family in registry.get("task", real.task).plugin_axes.items():
+            value = real.axes.get(axis)
+            if value is None or value in registry.get("task", real.task).reserved.get(axis, ()):
+                continue
+            spec = registry.get(family, value)
+            for key, value in smoke_values(spec.options).items():
+                if key in twin.options.get(spec.name, {}):
+                    assert twin.options[spec.name][key] == value, (spec.name, key)
+
+
+def test_representative_subset_covers_every_plugin_pairing(registry):
+    suite = _suite()
+    subset = smoke.representative(suite.cells, registry)
+    assert len(subset) < len(suite.cells)
+    assert {c.experiment for c in subset} == {c.experiment for c in suite.cells}
+
+    def named(cells):
+        return {(c.task, axis, str(c.axes.get(axis))) for c in cells
+                for axis in registry.get("task", c.task).plugin_axes}
+
+    assert named(subset) == named(suite.cells)
+
+
+def _run_smoke(cells, tmp_path, jobs=2):
+    from kddbench import api
+
+    suite = dataclasses.replace(_suite(), cells=cells)
+    start = time.perf_counter()
+    df = api.run(suite, out_dir=tmp_path / "smoke", smoke=True, jobs=jobs, progress=False)
+    seconds = time.perf_counter() - start
+    assert len(df) == len(cells)
+    bad = df[df["status"] != "ok"]
+    causes = "\n".join(f"{r['experiment']} {r['cell_id']}: {r['error']}" for _, r in
+                       bad.iterrows())
+    assert bad.empty, f"{len(bad)} of {len(df)} smoke cells failed:\n{causes}"
+    records = [json.loads(p.read_text()) for p in (tmp_path / "smoke" / "records").glob("*.json")]
+    assert records and all(r.get("smoke") is True for r in records)
+    assert all(r["recipe"]["epochs"] == 1 for r in records)
+    return df, seconds
+
+
+def test_smoke_run_of_a_representative_paper_tables_subset(tmp_path, registry):
+    """One cell per data set x method x networks of paper_tables, on stand-ins: all finish."""
+    subset = smoke.representative(_suite().cells, registry)
+    _run_smoke(subset, tmp_path)
+
+
+@pytest.mark.slow
+def test_smoke_run_of_all_of_paper_tables(tmp_path):
+    """Every cell of paper_tables at the smoke budget (see the module doc for its time)."""
+    _run_smoke(_suite().cells, tmp_path)
+
+
+# ---- the command line ----------------------------------------------------------------------
+TINY = """
+[suite]
+name = "tiny"
+
+[[experiments]]
+name = "needs-cifar"
+task = "condense"
+dataset = "cifar10"
+method = ["random", "average"]
+ipc = [1, 2]
+eval_arch = "mlp"
+recipe = { epochs = 3 }
+
+[[experiments]]
+name = "offline"
+task = "condense"
+dataset = "toy"
+method = "random"
+ipc = 1
+eval_arch = "mlp"
+recipe = { epochs = 3 }
+"""
+
+
+def test_cli_smoke_writes_standins_and_its_own_results(tmp_path, cli, monkeypatch):
+    suite = tmp_path / "tiny.toml"
+    suite.write_text(TINY)
+    monkeypatch.chdir(tmp_path)
+    code, out, err = cli("run", suite, "--smoke", "--jobs", "1", "--no-progress")
+    assert code == 0, err
+    where = Path(out.strip().splitlines()[-1].split("results: ")[1].split(";")[0]).parent
+    assert "kddbench-smoke-tiny" in str(where) and not (tmp_path / "reports").exists()
+    records = [json.loads(p.read_text()) for p in (where / "records").glob("*.json")]
+    assert len(records) == 5 and all(r["smoke"] and r["status"] == "ok" for r in records)
+    assert all(r["recipe"]["epochs"] == 1 for r in records)
+    # the real loader read the stand-in files: 2 images per class
+    cifar = [r for r in records if r["axes"]["dataset"] == "cifar10"]
+    assert all(r["metrics"]["n_train"] <= 2 * 10 for r in cifar)
+    assert (where.parent / "data" / "cifar-10-batches-py" / "data_batch_1").exists()
+
+
+def test_smoke_refuses_a_directory_of_real_results(tmp_path, cli):
+    suite = tmp_path / "tiny.toml"
+    suite.write_text(TINY)
+    real = tmp_path / "real"
+    code, _out, _err = cli("run", suite, "--out", real, "--only", "offline", "--jobs", "1",
+                           "--no-progress")
+    assert code == 0
+    code, _out, err = cli("run", suite, "--smoke", "--out", real, "--no-progress")
+    assert code == 2 and "real results" in err and "Traceback" not in err
+
+
+def test_missing_data_is_found_once_per_data_set_before_compute(tmp_path, cli, monkeypatch):
+    """4 cells need CIFAR-10, which is missing: one line for the data set, one load attempt,
+    the 4 cells fail with its message, the offline cell runs, exit 3."""
+    from kddbench_plugins.datasets import loaders
+
+    calls = []
+    real = loaders.load_cifar10
+    monkeypatch.setattr(loaders, "load_cifar10",
+                        lambda root, download: calls.append(root) or real(root, download))
+    suite = tmp_path / "tiny.toml"
+    suite.write_text(TINY)
+    code, _out, err = cli("run", suite, "--out", tmp_path / "o", "--jobs", "1", "--no-progress",
+                          "--data-root", tmp_path / "empty")
+    assert code == 3
+    assert len(calls) == 1
+    lines = [line for line in err.splitlines() if "is missing" in line]
+    assert len(lines) == 1 and "'cifar10'" in lines[0] and "4 cell(s)" in lines[0]
+    from kddbench import load_results
+
+    df = load_results(tmp_path / "o")
+    assert sorted(df["status"]) == ["error"] * 4 + ["ok"]
+    assert df.loc[df["status"] == "error", "error"].str.contains("--download").all()
+
+
+def test_dry_run_prints_the_cost_estimate(tmp_path, cli):
+    suite = tmp_path / "tiny.toml"
+    suite.write_text(TINY)
+    code, out, _err = cli("run", suite, "--dry-run", "--out", tmp_path / "o")
+    assert code == 0
+    assert "Estimated compute" in out and "**total**" in out and "Calibration" in out
+    assert "mlp@3x32x32" in out and "mlp@1x8x8" in out
+    assert out.strip().splitlines()[-1] == "5 cells: 5 todo"  # the plan still ends the output
+
+
+def test_cost_follows_the_budget(registry):
+    from kddbench import cost
+    from kddbench.suite import build_suite
+
+    def passes(epochs, ipc):
+        raw = {"experiments": [{"name": "e", "task": "condense", "dataset": "cifar10",
+                                "method": "dm", "ipc": ipc, "eval_arch": "convnet3",
+                                "recipe": {"epochs": epochs}}]}
+        cells = build_suite(raw, "t", registry).cells
+        est = cost.estimate(cells, registry, calibration=False)
+        return est.rows[0]["passes"]
+
+    assert passes(20, 1) > passes(10, 1) > 0
+    # DM (Zhao & Bilen 2023): iterations x classes x (real batch + 3 x ipc) on the net, plus
+    # the evaluation: epochs x ipc x classes x 3 + the 10,000 test images
+    assert passes(10, 1) == pytest.approx(20000 * 10 * (256 + 3) + 10 * 10 * 3 + 10000)
+
+
+def test_cost_loops_follow_gradient_matching():
+    from kddbench_plugins.condensation import costs, gradient_matching
+
+    assert costs.LOOPS == gradient_matching.LOOPS
