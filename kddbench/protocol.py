@@ -94,6 +94,7 @@ def train(
     loss_fn: LossFn | None = None,
     extra_params: list[torch.Tensor] | None = None,
     lr: float | None = None,
+    on_epoch: Callable[[int, nn.Module], None] | None = None,
 ) -> TrainResult:
     """Train ``model`` in place on (x, y) by ``recipe``.
 
@@ -106,6 +107,9 @@ def train(
                   called on micro-batches of a step, as cross-entropy is (same gradients).
     extra_params: trained alongside the model (e.g. FitNets regressors).
     lr:           overrides ``recipe.lr`` (a learned learning rate from a condensed set).
+    on_epoch:     called as ``on_epoch(epoch, model)`` after every epoch (0-based), e.g. to
+                  check a validation split (:mod:`kddbench.validation`); its time is not
+                  counted in ``train_time_s``.
     """
     n = int(x.shape[0])
     if n == 0:
@@ -143,6 +147,11 @@ def train(
             opt.step()
             steps += 1
             seen += int(idx.numel())
+        if on_epoch is not None:
+            paused = time.perf_counter()
+            on_epoch(epoch, model)
+            model.train()
+            start += time.perf_counter() - paused
     if x.is_cuda:
         torch.cuda.synchronize(x.device)
     elapsed = time.perf_counter() - start

@@ -27,8 +27,17 @@ Representation Distillation", whose code base RepDistiller many KD papers reuse)
     gamma = 0.1
     augment = "crop_flip"
 
+Evaluation rules (applied by :mod:`kddbench.validation`, the same for every task that trains
+by the protocol): ``n_models`` networks per training set, each from its own initialisation
+seed (mean and std reported, per-model values in the record's info); a held-out validation
+split of the real *training* set (``val_fraction`` or ``val_per_class``: seeded, stratified,
+never the test set), ``select = "last" | "best_val"`` (keep the weights after the last epoch,
+or those of the epoch with the best validation accuracy, checked every ``val_every`` epochs),
+and ``curve_every`` (keep the test accuracy every so many epochs in the record).
+
 The fields added after the first protocol version (``milestones``, ``gamma``,
-``warmup_epochs``) are left out of :meth:`Recipe.as_dict` while they hold their defaults, so
+``warmup_epochs`` and the evaluation rules) are left out of :meth:`Recipe.as_dict` while they
+hold their defaults, so
 recipes that do not use them keep their cell identities.
 """
 from __future__ import annotations
@@ -45,6 +54,7 @@ PROTOCOL_VERSION = "1"
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("step_half", "multistep", "cosine", "constant")
 SOFT_LABEL_LOSSES = ("ce", "kl")
+SELECTIONS = ("last", "best_val")
 
 RECIPE_OPTIONS = {
     "epochs": Int(300, min=1, smoke=1, doc="passes over the training set"),
@@ -65,9 +75,23 @@ RECIPE_OPTIONS = {
     "milestones": (),
     "gamma": Float(0.1, above=0, max=1, doc="multistep: the factor at each milestone"),
     "warmup_epochs": Int(0, min=0),
+    # evaluation rules (kddbench.validation): how many networks, which weights are kept
+    "n_models": Int(1, min=1, doc="networks trained per training set, each from its own init "
+                    "seed; the cell reports their mean and std"),
+    "val_fraction": Float(0.0, min=0, max=0.9, doc="held-out validation share of each class of "
+                          "the real training set (seeded, stratified); 0 = none"),
+    "val_per_class": Int(0, min=0, doc="held-out validation images per class (instead of "
+                         "val_fraction); 0 = none"),
+    "select": Choice("last", SELECTIONS, doc="last: the weights after the last epoch; "
+                     "best_val: those of the epoch with the best validation accuracy"),
+    "val_every": Int(1, min=1, doc="epochs between validation checks (the last one always)"),
+    "curve_every": Int(0, min=0, doc="epochs between test-curve points kept in the record; "
+                       "0 = no curve"),
 }
 # added after protocol version 1: left out of as_dict() while at their defaults
-LATER_KEYS = ("milestones", "gamma", "warmup_epochs")
+LATER_KEYS = ("milestones", "gamma", "warmup_epochs", "n_models", "val_fraction",
+              "val_per_class", "select", "val_every", "curve_every")
+EVALUATION_KEYS = LATER_KEYS[3:]  # the evaluation rules; kddbench.validation applies them
 LATER_KEYS += ("soft_label_loss", "soft_label_temperature")  # soft-label training
 
 
@@ -90,6 +114,12 @@ class Recipe:
     milestones: tuple = ()          # multistep: epochs, or fractions of epochs
     gamma: float = 0.1              # multistep: lr factor at each milestone
     warmup_epochs: int = 0          # linear warm-up epochs (any schedule)
+    n_models: int = 1               # networks per training set (mean and std reported)
+    val_fraction: float = 0.0       # held-out validation share of the training set, per class
+    val_per_class: int = 0          # or a number of validation images per class
+    select: str = "last"            # last | best_val
+    val_every: int = 1              # epochs between validation checks
+    curve_every: int = 0            # epochs between test-curve points (0 = none)
 
     def __post_init__(self):
         if isinstance(self.milestones, list):
@@ -185,6 +215,11 @@ def check_recipe(values: Mapping[str, Any], registry: Any = None,
     elif milestones and full["schedule"] != "multistep":
         problems.append(("milestones", f"milestones apply to schedule = 'multistep' only, not "
                          f"{full['schedule']!r} (set milestones = [] to drop inherited ones)"))
+    if full["val_fraction"] and full["val_per_class"]:
+        problems.append(("val_per_class", "set val_fraction or val_per_class, not both"))
+    elif full["select"] == "best_val" and not (full["val_fraction"] or full["val_per_class"]):
+        problems.append(("select", "select = 'best_val' needs a validation split: set "
+                         "val_fraction (e.g. 0.1) or val_per_class"))
     if full["warmup_epochs"] and full["warmup_epochs"] >= epochs:
         problems.append(("warmup_epochs", f"expected fewer warm-up epochs than epochs "
                          f"({epochs}), got {full['warmup_epochs']!r}"))

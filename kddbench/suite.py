@@ -27,12 +27,13 @@ from .options import Option, check_option, check_options
 from .plugins import Registry, get_registry
 from .recipe import PROTOCOL_VERSION, RECIPE_KEYS, Recipe, check_recipe
 from .recipe import normalize as normalize_recipe
+from .validation import TUNE_OPTION, cell_grid, check_tune
 from .sections import experiment_scope, parse_sections, section_keys, table_problems
 
 SUITE_KEYS = ("suite", "protocols", "experiments", "tables", "references")  # + section keys
 SUITE_META_KEYS = ("name", "description", "budget")
 EXPERIMENT_KEYS = ("name", "task", "description", "protocol", "recipe", "seeds", "options",
-                   "overrides")
+                   "overrides", "tune")
 OVERRIDE_KEYS = ("match", "protocol", "recipe", "options", "skip")
 TABLE_KEYS = ("name", "title", "experiments", "where", "rows", "columns", "metric", "digits",
               "reference", "note", "baseline")
@@ -452,7 +453,8 @@ def _unknown(problems: _Problems, path: str, kind: str, name: Any, choices: Iter
 
 
 EXPERIMENT_TYPES = {"name": "str", "task": "str", "description": "str", "protocol": "str",
-                    "recipe": "table", "options": "table", "overrides": "tables"}
+                    "recipe": "table", "options": "table", "overrides": "tables",
+                    "tune": "table"}
 OVERRIDE_TYPES = {"match": "table", "protocol": "str", "recipe": "table", "options": "table",
                   "skip": "bool"}
 
@@ -612,6 +614,8 @@ def _expand_experiment(exp: Mapping[str, Any], path: str, name: str,
                      for v in axes.get(k, []) if v not in a.reserved}
     options = exp.get("options", {})
     _check_options(options, f"{path}.options", named_plugins, task, registry, problems)
+    tune_grid = _check_tune(exp.get("tune", {}), f"{path}.tune", named_plugins, task, registry,
+                            problems)
     overrides = exp.get("overrides", [])
     for j, ov in enumerate(overrides):
         opath = f"{path}.overrides[{j}]"
@@ -697,6 +701,13 @@ def _expand_experiment(exp: Mapping[str, Any], path: str, name: str,
         for axis, a in typed.items():
             if a.kind == "protocol" and values.get(axis) is not None:
                 cell_options[PROTOCOL_OPTION_PREFIX + values[axis]] = dict(protocols[values[axis]])
+        if tune_grid:  # the grid's part that applies to this cell, part of its identity
+            grid = cell_grid(tune_grid, cell_options)
+            if grid and not (recipe.get("val_fraction") or recipe.get("val_per_class")):
+                problems.add(f"{path}.tune", f"tuning needs a validation split in the recipe "
+                             f"of protocol {proto!r} (val_fraction or val_per_class)")
+            elif grid:
+                cell_options[TUNE_OPTION] = grid
         cells.append(Cell(name, task.name, values, cell_options, recipe, proto, versions, seed))
     if len(problems.items) > before:
         return []
@@ -768,6 +779,27 @@ def _check_options(options: Mapping[str, Any], path: str, named: set, task, regi
             continue
         for key, message in check_options(spec.options, values, repr(spec.name), registry):
             problems.add(f"{path}.{plugin}.{key}", message)
+
+
+def _check_tune(tune: Mapping[str, Any], path: str, named: set, task, registry: Registry,
+                problems: _Problems) -> dict[str, list]:
+    """An experiment's ``tune`` grid, keys canonical (:func:`kddbench.validation.check_tune`)."""
+    if not tune:
+        return {}
+    specs = {}
+    heads = {str(key).partition(".")[0] for key in tune} if isinstance(tune, Mapping) else ()
+    for head in heads:
+        for family in set(task.plugin_axes.values()):
+            try:
+                spec = registry.get(family, head)
+            except KeyError:
+                continue
+            if spec.name in named:
+                specs[head] = spec
+    grid, found = check_tune(tune, path, specs, registry)
+    for where, message in found:
+        problems.add(where, message)
+    return grid
 
 
 def _check_entry(problems: _Problems, path: str, entry: Mapping[str, Any],

@@ -11,6 +11,7 @@ from kddbench import CondenserSpec, SectionSpec, TaskSpec, hookimpl
 from kddbench.axes import AxisUnused, IntAxis, PluginAxis, ProtocolAxis
 from kddbench.options import Bool, Choice, Float, Int, Str
 from kddbench.metrics import PROTOCOL_METRICS, MetricSpec
+from kddbench.validation import EVALUATION_METRICS
 
 _I = "kddbench_plugins.condensation.real_images:"
 _C = "kddbench_plugins.condensation.coreset:"
@@ -231,8 +232,7 @@ def kddbench_tasks():
         rules=(AxisUnused("ipc", by="method", flag="uses_ipc"),),
         cost="kddbench_plugins.condensation.costs:condense_cost",  # image passes, for --dry-run
         artifacts="kddbench_plugins.condensation.task:declared_artifacts",  # built first
-        artifacts="kddbench_plugins.condensation.task:declared_artifacts",  # built first
-        metrics=PROTOCOL_METRICS + (
+        metrics=PROTOCOL_METRICS + EVALUATION_METRICS + (
             MetricSpec("condense.*", None, description="what the condensation method reports "
                        "about its own run (iterations, timings, counts)"),
             MetricSpec("learned_lr", None, "", 4, "the learning rate a method learned with its "

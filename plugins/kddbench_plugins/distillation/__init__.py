@@ -11,6 +11,7 @@ RKD is relational KD (Park et al. 2019), registered here as ``relational``.
 from kddbench import KDMethodSpec, TaskSpec, hookimpl
 from kddbench.axes import AxisUnused, IntAxis, PluginAxis, ProtocolAxis
 from kddbench.metrics import PROTOCOL_METRICS, MetricSpec
+from kddbench.validation import EVALUATION_METRICS
 from kddbench.options import Float, Int, Str
 
 _L = "kddbench_plugins.distillation.losses:"
@@ -76,7 +77,7 @@ def kddbench_tasks():
         rules=(AxisUnused("ipc", by="method", flag="uses_ipc"),),
         artifacts="kddbench_plugins.distillation.task:declared_artifacts",  # built first
         cost="kddbench_plugins.distillation.costs:kd_cost",  # image passes, for --dry-run
-        metrics=PROTOCOL_METRICS + (
+        metrics=PROTOCOL_METRICS + EVALUATION_METRICS + (
             MetricSpec("teacher_accuracy", True, "%", 2, "the teacher's test accuracy"),
             MetricSpec("teacher_macro_f1", True, "%", 2, "the teacher's test macro F1"),
             MetricSpec("teacher_misclassified", False, "images", 0,
