@@ -32,8 +32,9 @@ def _init(default):
 _EMBED = {"train_epochs": Int(0, min=0, doc="0 = a randomly initialised net"),
           "lr": Float(0.01, min=0), "candidates_per_class": Int(0, min=0, doc="0 = all"),
           "normalize": Bool(False)}
-_GM = {"iterations": Int(1000, min=1, smoke=2), "outer_loop": Int(0, min=0, doc="0 = by IPC"),
-       "inner_loop": Int(0, min=0, doc="0 = by IPC"), "batch_real": Int(256, min=1),
+_GM = {"iterations": Int(1000, min=1, smoke=2),
+       "outer_loop": Int(0, min=0, smoke=1, doc="0 = by IPC"),
+       "inner_loop": Int(0, min=0, smoke=1, doc="0 = by IPC"), "batch_real": Int(256, min=1),
        "batch_train": Int(256, min=1), "lr_img": Float(0.1, min=0),
        "momentum_img": Float(0.5, min=0, max=1), "lr_net": Float(0.01, min=0),
        "bn_real_per_class": Int(16, min=1), "checkpoint_every": Int(10, min=0, doc="0 = never")}
