@@ -221,7 +221,7 @@ def run(suite, out, device, smoke, smoke_per_class, data_root, download, cache_d
     if dry_run:
         from .cost import print_estimate
 
-        print_estimate(suite, overrides, device=device, smoke=smoke,
+        print_estimate(suite, overrides, device=device, smoke=smoke, out=out,
                        smoke_per_class=smoke_per_class, echo=click.echo)
         if smoke:
             return
