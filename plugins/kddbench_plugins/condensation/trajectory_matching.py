@@ -635,11 +635,13 @@ def trajectory_matching(
     # the expert epochs available bound the window (a tiny run clamps; info says so)
     epochs = max(1, int(epochs))
     expert_epochs = max(1, min(int(expert_epochs), epochs))
-    top = epochs - expert_epochs
-    max_start_epoch = max(0, min(int(max_start_epoch), top))
-    min_start_epoch = max(0, min(int(min_start_epoch), max_start_epoch))
+    # start epochs are drawn from [min_start_epoch, max_start_epoch), as the reference's
+    # randint; the last valid start is epochs - expert_epochs
+    top = epochs - expert_epochs + 1
+    max_start_epoch = max(1, min(int(max_start_epoch), top))
+    min_start_epoch = max(0, min(int(min_start_epoch), max_start_epoch - 1))
     first_max = initial_max_start_epoch or max_start_epoch
-    first_max = max(min_start_epoch, min(int(first_max), max_start_epoch))
+    first_max = max(min_start_epoch + 1, min(int(first_max), max_start_epoch))
 
     plan = ExpertPlan(int(num_experts), epochs, float(expert_lr), int(batch_train),
                       expert_augment, int(expert_seed))
@@ -706,7 +708,8 @@ def trajectory_matching(
         else:
             upper = max_start_epoch
         e = int(torch.randint(0, plan.num_experts, (1,), generator=g, device=g.device))
-        t = int(torch.randint(min_start_epoch, upper + 1, (1,), generator=g, device=g.device))
+        upper = max(upper, min_start_epoch + 1)
+        t = int(torch.randint(min_start_epoch, upper, (1,), generator=g, device=g.device))
         traj = experts[e]
         start = traj[t].to(device)
         target = traj[t + expert_epochs].to(device)
