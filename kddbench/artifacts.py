@@ -23,15 +23,41 @@ The contract of a request (what a plugin author writes):
 * ``check(value) -> None | str`` (passed to ``get_or_build``) rejects a checksum-valid artifact
   of the wrong structure (missing keys, wrong shapes); it is then rebuilt with a warning.
 
-Example (a condenser that trains experts first declares them in the condensed-set request)::
+Where the declarations come from:
 
-    def declare(cell, registry):
-        experts = ArtifactRequest("expert_trajectories",
-                                  "my_plugin.experts:trajectories",
-                                  {"dataset": cell["dataset"], "seed": cell.seed})
-        return [ArtifactRequest("condensed", "my_plugin.condense:condensed",
-                                {"dataset": cell["dataset"], "seed": cell.seed},
-                                needs=(experts,))]
+* ``TaskSpec(..., artifacts="module:declare")``, ``declare(cell, registry) -> [requests]``:
+  what a cell of the task needs (the ``kd`` task: its teacher and, for a student trained on a
+  condensed set, the set of ``kddbench_plugins.condensation.task.condensed_request``).
+* ``CondenserSpec(..., artifacts="module:declare")``, ``declare(args, registry) ->
+  [requests]``: what a condensation method needs before it runs; ``args`` are its
+  condensed-set request's (``dataset``, ``dataset_options``, ``method``, ``method_options``,
+  ``ipc``, ``distill_arch``, ``distill_arch_options``, ``seed``) and the requests become that
+  request's ``needs``.  Keep in a request's ``args`` only what determines the artifact (drop
+  ``ipc`` and ``seed`` for experts every budget and seed share), so equal ones merge.
+
+Example: a condenser whose experts are trained on the real set first::
+
+    def declare_experts(args, registry):
+        same = {k: args[k] for k in ("dataset", "dataset_options", "distill_arch",
+                                     "distill_arch_options", "method_options")}
+        n = args["method_options"].get("num_experts", 10)
+        return [ArtifactRequest("expert_trajectories", "my_plugin.experts:expert",
+                                {**same, "index": i}, description=f"expert {i}")
+                for i in range(n)]
+
+    def expert(ctx, *, dataset, dataset_options, distill_arch, distill_arch_options,
+               method_options, index):
+        data = ctx.data(dataset, dataset_options)
+        key = {...}  # exactly the key the method uses when it asks for expert ``index``
+        return ctx.artifacts.get_or_build("expert_trajectories", key, lambda: ...,
+                                          check=lambda v: None if "params" in v else "no params")
+
+    CondenserSpec("my-mtt", "my_plugin.method:condense", artifacts="my_plugin.experts:"
+                  "declare_experts")
+
+The method itself keeps asking ``request.artifacts.get_or_build(...)`` for each expert, with
+the same key: after the runner's waves those are cache hits, and without the runner (a direct
+call, ``--no-cache``) they are built inline as before.
 """
 from __future__ import annotations
 
