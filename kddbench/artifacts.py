@@ -139,18 +139,22 @@ def build_artifact(request: ArtifactRequest, ctx) -> dict[str, Any]:
 
 
 def declared(cells: Iterable, registry) -> dict:
-    """``{cell_id: [requests]}`` for the cells whose task declares artifacts."""
+    """``{cell_id: [requests]}`` for the cells whose task declares artifacts.  A declaration
+    that raises declares nothing: the cell then fails, with that error, when it runs."""
     out: dict[str, list[ArtifactRequest]] = {}
     loaded: dict[str, Any] = {}
     for cell in cells:
-        spec = registry.get("task", cell.task)
-        ref = getattr(spec, "artifacts", None)
-        if not ref:
+        try:
+            spec = registry.get("task", cell.task)
+            ref = getattr(spec, "artifacts", None)
+            if not ref:
+                continue
+            if spec.name not in loaded:
+                loaded[spec.name] = ref if callable(ref) else ArtifactRequest(
+                    "", str(ref)).function()
+            requests = list(loaded[spec.name](cell, registry) or ())
+        except Exception:  # noqa: BLE001 - the cell reports it, with its traceback
             continue
-        if spec.name not in loaded:
-            loaded[spec.name] = ref if callable(ref) else ArtifactRequest(
-                "", str(ref)).function()
-        requests = list(loaded[spec.name](cell, registry) or ())
         if requests:
             out[cell.cell_id] = requests
     return out

@@ -118,3 +118,16 @@ def test_waves_merge_equal_requests_and_order_needs_first():
     loop = ArtifactRequest("x", "m:f", {})
     with pytest.raises(ValueError, match="needs itself"):
         waves([ArtifactRequest("x", "m:f", {}, needs=(loop,))])
+
+
+def test_a_declaration_that_raises_does_not_stop_the_run(tmp_path, cli, plugin):
+    path, log = plugin
+    path.write_text(path.read_text().replace(
+        "def declare(cell, registry):\n", "def declare(cell, registry):\n"
+        "    if cell['x'] == 3:\n        raise ValueError('no artifact for three')\n"))
+    suite = write_suite(tmp_path / "deps.toml", SUITE)
+    out = tmp_path / "out"
+    code, _, err = cli("--plugin", path, "run", suite, "--out", out, "--jobs", "1",
+                       "--no-progress")
+    assert code == 0, err  # the cell itself does not need the declaration to run
+    assert len(list((out / "records").glob("*.json"))) == 4
