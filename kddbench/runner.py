@@ -483,12 +483,17 @@ def _wait_for_others(cells: list[Cell], store: ResultStore, claims, seen, bar, w
             return orphans + waiting
     return orphans
 def plan(cells: Iterable[Cell], store: ResultStore) -> list[dict[str, Any]]:
-    """Each cell with its state in ``store``: done, failed or todo."""
+    """Each cell with its state in ``store``: done, failed, running (claimed by a live run)
+    or todo."""
     rows = []
+    claims = store.claims()
+    watch = claims.dir.is_dir()
     for cell in cells:
         record = store.get(cell.cell_id)
         state = "todo" if record is None else ("done" if record.get("status") == "ok"
                                                 else "failed")
+        if state != "done" and watch and claims.holder(cell.cell_id) is not None:
+            state = "running"
         rows.append({"cell_id": cell.cell_id, "experiment": cell.experiment, "task": cell.task,
                      **{k: v for k, v in cell.axes.items()}, "seed": cell.seed,
                      "protocol": cell.protocol, "epochs": cell.recipe.get("epochs"),

@@ -108,6 +108,8 @@ def test_a_run_skips_cells_a_live_run_holds_and_takes_over_dead_ones(tmp_path, c
                           capture_output=True, text=True).stdout.strip()
     (claims_dir / f"{dead}.lease").write_text(json.dumps(
         {"host": Claims(claims_dir).host, "pid": int(gone), "token": "x"}))
+    code, shown, _ = cli("--plugin", plugin, "run", suite_path, "--out", out, "--dry-run")
+    assert code == 0 and "3 cells: 1 running, 2 todo" in shown  # the dead holder's is todo
     code, _, err = cli("--plugin", plugin, "run", suite_path, "--out", out, "--jobs", "1",
                        "--no-progress", "--no-wait")
     assert code == 0, err

@@ -1,7 +1,13 @@
-"""A minimal experiment log: one JSON line per finished record."""
+"""A minimal experiment log: one JSON line per finished record.
+
+Runs sharing one report directory append to the same ``records.jsonl``; each line is written
+with a single ``write`` on a file opened for appending (under an advisory lock where there is
+one), so lines from two runs never interleave, and each run sends only the records it computed.
+"""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 
@@ -10,7 +16,17 @@ def jsonl(out_dir):
     path.parent.mkdir(parents=True, exist_ok=True)
 
     def write(record):
-        with open(path, "a") as fh:
-            fh.write(json.dumps(record, sort_keys=True, default=str) + "\n")
+        line = (json.dumps(record, sort_keys=True, default=str) + "\n").encode()
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+        try:
+            try:
+                import fcntl
+
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            except ImportError:  # pragma: no cover - Windows
+                pass
+            os.write(fd, line)
+        finally:
+            os.close(fd)  # closing releases the lock
 
     return write
