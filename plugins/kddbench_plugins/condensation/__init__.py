@@ -65,7 +65,9 @@ def kddbench_condensers():
         version="1", options={"epochs": Int(3, min=1, smoke=1), "batch_size": Int(128, min=1),
                               "lr": Float(0.01, min=0), "momentum": Float(0.9, min=0, max=1),
                               "weight_decay": Float(5e-4, min=0),
-                              "keep": Choice("most", ("most", "least")),
+                              "keep": Choice("most", ("most", "least", "most_learned"),
+                                             doc="most: never-learned first (Toneva et al.); "
+                                             "most_learned: never-learned last"),
                               "examples_per_class": Int(0, min=0, doc="0 = all")})
     yield CondenserSpec(
         "dc", _G + "dc",

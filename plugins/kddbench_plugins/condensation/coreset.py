@@ -3,14 +3,25 @@
 Herding and k-center work in the embedding space (the head's input) of the distillation
 network ``request.build_net(seed)``.  By default that network is randomly initialised
 (``train_epochs = 0``); ``train_epochs > 0`` first trains it on the real training set with the
-shared protocol's optimiser (SGD 0.01, momentum 0.9), which is the other common choice.
+shared protocol's optimiser (SGD 0.01, momentum 0.9, constant rate), which is the DC paper's
+setting (Zhao, Mopuri & Bilen 2021: features of a ConvNet trained on the whole set).  The
+trained network is an artifact (keyed by the data, the network, the epochs, the rate and the
+seed), so herding and k-center of the same seed, at every IPC, embed with the same one.
 
 Forgetting (Toneva et al. 2019) trains the network on the real training set for ``epochs``
 epochs and counts, for every example, the times it goes from classified correctly to
-incorrectly when it is visited in a minibatch.  Examples never classified correctly count as
-forgotten infinitely often (Toneva et al.'s convention).  The DC paper's baseline keeps, per
-class, the examples forgotten most often (``keep = "most"``); ``keep = "least"`` keeps the
-unforgettable ones instead.  Ties are broken at random (from the request's generator).
+incorrectly between two consecutive presentations (each time it is visited in a minibatch,
+judged by the prediction of that step, before its update).  Examples never classified
+correctly count as forgotten more often than any other (Toneva et al.'s convention: their
+count is the number of presentations).  The DC paper's baseline keeps, per class, the examples
+forgotten most often (``keep = "most"``); ``keep = "least"`` keeps the unforgettable ones;
+``keep = "most_learned"`` ranks the most forgotten among the examples learned at least once,
+the never-learned ones last -- after a short count, never-learned images (hard, often
+ambiguous ones that a full-length run would eventually learn) outnumber the picks of every
+class and fill them all under ``"most"``.  The counts are an artifact (keyed by the data, the
+pool, the network, the training options and the seed) shared by every IPC and ``keep``; ties
+are broken at random (from the request's generator, in the same state whether the count was
+computed or loaded).
 """
 from __future__ import annotations
 
@@ -90,6 +101,22 @@ class ForgettingTracker:
         return torch.where(self.learned, s, torch.full_like(s, math.inf))
 
 
+KEEP = ("most", "least", "most_learned")
+
+
+def forgetting_order(events: torch.Tensor, learned: torch.Tensor, k: int, keep: str,
+                     generator: torch.Generator) -> torch.Tensor:
+    """Indices of the ``k`` examples ``keep`` picks from forgetting ``events`` and the
+    ``learned`` flags (ties at random): ``most`` ranks never-learned examples first (Toneva et
+    al.), ``most_learned`` last, ``least`` keeps the least forgotten (never-learned last)."""
+    s = events.double()
+    if keep == "most_learned":
+        scores = torch.where(learned, s, torch.full_like(s, -1.0))
+        return _rank_select(scores, k, True, generator)
+    scores = torch.where(learned, s, torch.full_like(s, math.inf))
+    return _rank_select(scores, k, keep == "most", generator)
+
+
 def _rank_select(scores: torch.Tensor, k: int, most: bool, generator: torch.Generator):
     """Indices of the k highest (``most``) or lowest scores, ties broken at random."""
     jitter = torch.rand(scores.shape[0], generator=generator, device=generator.device)
@@ -100,13 +127,51 @@ def _rank_select(scores: torch.Tensor, k: int, most: bool, generator: torch.Gene
 
 # ---------------------------------------------------------------------------------------------
 # the condensers
+EMBEDDING_VERSION = "1"  # bump when the embedding network's training changes
+COUNT_VERSION = "1"      # bump when the forgetting count changes
+
+
+def _shared(request: CondenseRequest, kind: str, key: dict, build):
+    """``build()`` once per key in the run's artifact cache (when there is one), with the
+    request's generator left in the state building it leaves, cached or not."""
+    g = request.generator
+    if request.artifacts is None or not getattr(request.artifacts, "enabled", True):
+        return build()
+    full = {"data": request.data.fingerprint(),
+            "net": dict(request.net_key) if request.net_key else {"arch": request.arch},
+            "seed": int(request.seed), "generator": _state_digest(g), **key}
+
+    def stored():
+        value = build()
+        value["generator_state"] = g.get_state().clone()
+        return value
+
+    value = request.artifacts.get_or_build(kind, full, stored)
+    g.set_state(value["generator_state"].clone())
+    return value
+
+
+def _state_digest(g: torch.Generator) -> str:
+    import hashlib
+
+    return hashlib.sha256(g.get_state().cpu().numpy().tobytes()).hexdigest()[:16]
+
+
 def _embedding_net(request: CondenseRequest, train_epochs: int, lr: float):
     net = request.build_net(draw_seed(request.generator))
     if train_epochs > 0:
         data = request.data
-        recipe = Recipe(epochs=int(train_epochs), batch_size=256, lr=lr, momentum=0.9,
-                        weight_decay=5e-4, schedule="constant")
-        train(net, data.x_train, data.y_train, recipe, request.generator)
+
+        def trained():
+            recipe = Recipe(epochs=int(train_epochs), batch_size=256, lr=lr, momentum=0.9,
+                            weight_decay=5e-4, schedule="constant")
+            train(net, data.x_train, data.y_train, recipe, request.generator)
+            return {"state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()}}
+
+        stored = _shared(request, "coreset_embedding", {
+            "train_epochs": int(train_epochs), "lr": float(lr), "version": EMBEDDING_VERSION},
+            trained)
+        net.load_state_dict(stored["state_dict"])
     net.eval()
     return net
 
@@ -172,8 +237,8 @@ def forgetting(request: CondenseRequest, *, epochs: int = 3, batch_size: int = 1
     """Train on the real set for ``epochs`` epochs while counting forgetting events; keep per
     class the ``ipc`` examples forgotten most (or least) often.  ``examples_per_class`` > 0
     restricts training and selection to that many random examples of every class."""
-    if keep not in ("most", "least"):
-        raise KddbenchError(f"forgetting keep must be 'most' or 'least', not {keep!r}")
+    if keep not in KEEP:
+        raise KddbenchError(f"forgetting keep must be one of {', '.join(KEEP)}, not {keep!r}")
     data, g, k = request.data, request.generator, int(request.ipc)
     pool = torch.arange(data.y_train.numel(), device=data.y_train.device)
     if examples_per_class:
@@ -183,34 +248,47 @@ def forgetting(request: CondenseRequest, *, epochs: int = 3, batch_size: int = 1
             parts.append(idx[order[:examples_per_class]])
         pool = torch.cat(parts)
     x, y = data.x_train[pool], data.y_train[pool]
-    net = request.build_net(draw_seed(g))
-    opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
-    tracker = ForgettingTracker(int(y.numel()), y.device)
-    n = int(y.numel())
-    # per-image independent networks train in small chunks (faster on the CPU; same gradient)
-    chunk = 0 if has_batchnorm(net) else auto_chunk(net, x)
-    net.train()
-    for _ in range(int(epochs)):
-        perm = torch.randperm(n, generator=g, device=g.device).to(y.device)
-        for i in range(0, n, batch_size):
-            b = perm[i:i + batch_size]
-            opt.zero_grad(set_to_none=True)
-            step = chunk or b.numel()
-            for j in range(0, b.numel(), step):
-                bc = b[j:j + step]
-                logits = net(x[bc])
-                tracker.update(bc, (logits.argmax(1) == y[bc]).detach())
-                loss = F.cross_entropy(logits, y[bc], reduction="sum") / b.numel()
-                loss.backward()
-            opt.step()
-    scores = tracker.scores()
+
+    def count():
+        net = request.build_net(draw_seed(g))
+        opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=momentum,
+                              weight_decay=weight_decay)
+        tracker = ForgettingTracker(int(y.numel()), y.device)
+        n = int(y.numel())
+        # per-image independent networks train in small chunks (faster on the CPU; same gradient)
+        chunk = 0 if has_batchnorm(net) else auto_chunk(net, x)
+        net.train()
+        for _ in range(int(epochs)):
+            perm = torch.randperm(n, generator=g, device=g.device).to(y.device)
+            for i in range(0, n, batch_size):
+                b = perm[i:i + batch_size]
+                opt.zero_grad(set_to_none=True)
+                step = chunk or b.numel()
+                for j in range(0, b.numel(), step):
+                    bc = b[j:j + step]
+                    logits = net(x[bc])
+                    tracker.update(bc, (logits.argmax(1) == y[bc]).detach())
+                    loss = F.cross_entropy(logits, y[bc], reduction="sum") / b.numel()
+                    loss.backward()
+                opt.step()
+        return {"events": tracker.events.cpu(), "learned": tracker.learned.cpu()}
+
+    counted = _shared(request, "forgetting_counts", {
+        "pool": int(examples_per_class), "epochs": int(epochs), "batch_size": int(batch_size),
+        "lr": float(lr), "momentum": float(momentum), "weight_decay": float(weight_decay),
+        "version": COUNT_VERSION}, count)
+    events = counted["events"].to(y.device)
+    learned = counted["learned"].to(y.device)
     picks = []
     for c in range(data.num_classes):
         members = torch.nonzero(y == c).flatten()
-        chosen = _rank_select(scores[members], k, keep == "most", g)
-        picks.append(pool[members[chosen]])
-    idx = torch.cat(picks)
-    finite = scores[torch.isfinite(scores)]
-    info = {"epochs": epochs, "never_learned": int((~tracker.learned).sum()),
-            "mean_forgetting_events": float(finite.mean()) if finite.numel() else 0.0}
+        picks.append(members[forgetting_order(events[members], learned[members], k, keep, g)])
+    chosen = torch.cat(picks)
+    idx = pool[chosen]
+    learned_events = events[learned].double()
+    info = {"epochs": epochs, "never_learned": int((~learned).sum()),
+            "mean_forgetting_events": float(learned_events.mean()) if learned_events.numel()
+            else 0.0,
+            "picked_never_learned": int((~learned[chosen]).sum()),
+            "picked_mean_events": float(events[chosen].double().mean())}
     return SyntheticSet(data.x_train[idx].clone(), data.y_train[idx].clone(), info=info)
