@@ -507,6 +507,7 @@ def render_html(suite, df, out_dir: str | Path, records: Sequence[Mapping[str, A
     if history.is_file():
         body.append(section("history", "Regression history"))
         body.append(history_html(history, ids))
+        pictures.shown.add(history.with_suffix(".png").name)  # drawn afresh above
 
     bad = failures(df)
     if not bad.empty:

@@ -229,8 +229,9 @@ def format_status(st: Status) -> str:
              "| " + " | ".join(head) + " |", "|:--|" + "--:|" * (len(head) - 1)]
     for n, r in enumerate(st.rows + [st.total]):
         name = "**total**" if n == len(st.rows) else r["experiment"]
+        timed = r["cells"] - r["done"] - r["unknown_left"]
         left = _seconds(r["seconds_left"]) + (f" (+{r['unknown_left']} cells unknown)"
-                                              if r["unknown_left"] else "")
+                                              if r["unknown_left"] and timed > 0 else "")
         passes = "?" if math.isnan(r["passes_left"]) else f"{r['passes_left']:.3g}"
         lines.append(f"| {name} | {r['cells']} | " + " | ".join(str(r[s]) for s in STATES)
                      + f" | {passes} | {left} |")
@@ -264,11 +265,13 @@ def format_status(st: Status) -> str:
     else:
         how = ("the finished cells' wall time per image pass of the same experiment"
                if st.estimated else "the finished cells' mean wall time in the same experiment")
+        timing = (f", about {_seconds(total['seconds_left'])} of one worker's time (from {how})"
+                  if total["unknown_left"] < left else
+                  ", not timed yet (no finished cell to time it by)")
         lines.append(f"compute left: {left} cell(s)"
                      + ("" if math.isnan(total["passes_left"]) else
                         f", {total['passes_left']:.3g} image passes (dry-run estimate)")
-                     + f", about {_seconds(total['seconds_left'])} of one worker's time "
-                     f"(from {how})"
+                     + timing
                      + (f"; {total['unknown_left']} cell(s) of experiments with no finished "
-                        "cell not timed" if total["unknown_left"] else ""))
+                        "cell not timed" if 0 < total["unknown_left"] < left else ""))
     return "\n".join(lines) + "\n"

@@ -75,7 +75,7 @@ def test_an_empty_store_is_all_pending(tmp_path):
     suite, out = fabricate(tmp_path)
     st = status(suite, tmp_path / "elsewhere", estimate=False)
     assert st.total["pending"] == 15 and st.total["done"] == 0
-    assert "15 cell(s) of experiments with no finished cell not timed" in format_status(st)
+    assert "compute left: 15 cell(s), not timed yet" in format_status(st)
 
 
 def test_it_works_while_a_run_writes_the_store(store):
