@@ -11,15 +11,12 @@ from __future__ import annotations
 import copy
 import sys
 
-import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-
-from conftest import ROOT  # noqa: E402
-from kddbench.errors import KddbenchError  # noqa: E402
-from kddbench.suite import SuiteError, apply_overrides, build_suite  # noqa: E402
+from conftest import ROOT
+from kddbench.errors import KddbenchError
+from kddbench.suite import SuiteError, apply_overrides, build_suite
 
 if sys.version_info >= (3, 11):
     import tomllib
