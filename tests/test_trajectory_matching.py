@@ -338,3 +338,63 @@ def test_training_on_soft_labels_with_kl_is_the_same_in_micro_batches(monkeypatc
         train(net, x, y, recipe, torch.Generator().manual_seed(1))
         nets.append(torch.cat([p.detach().flatten() for p in net.parameters()]))
     torch.testing.assert_close(nets[0], nets[1], rtol=1e-4, atol=1e-6)
+
+
+E2E_SUITE = """
+[suite]
+name = "tm_e2e"
+budget = "toy data, tiny trajectory matching"
+
+[protocols.quick]
+epochs = 2
+batch_size = 32
+soft_label_loss = "kl"
+soft_label_temperature = 2.0
+
+[[experiments]]
+name = "tm"
+task = "condense"
+dataset = "toy"
+method = ["mtt", "pad"]
+ipc = IPC
+eval_arch = "convnet"
+protocol = "quick"
+seeds = [0]
+
+  [experiments.options.convnet]
+  depth = 2
+  width = 8
+  [experiments.options.mtt]
+OPTIONS
+  [experiments.options.pad]
+OPTIONS
+"""
+
+
+def test_a_suite_builds_the_experts_once_ahead_and_every_cell_shares_them(tmp_path):
+    from kddbench import api
+
+    opts = "\n".join(f"  {k} = {v!r}".replace("'", '"') for k, v in TINY.items())
+    cache = tmp_path / "cache"
+
+    def run(ipc, name):
+        text = E2E_SUITE.replace("IPC", str(ipc)).replace("OPTIONS", opts).replace(
+            "tm_e2e", name)
+        suite = tmp_path / f"{name}.toml"
+        suite.write_text(text)
+        return api.run(str(suite), tmp_path / name, cache_dir=str(cache), jobs=1,
+                       progress=False, threads=1, device="cpu")
+
+    df = run(2, "first")
+    assert len(df) == 2 and (df["status"] == "ok").all()
+    assert (df["condense.experts_built"] == 0).all()  # the runner built them before the cells
+    experts = cache / "artifacts" / "expert_trajectories"
+    # mtt's 2 experts, and pad's 2 trained on its EL2N selection
+    assert len(list(experts.glob("*.pt"))) == 4
+    assert len(list((cache / "artifacts" / "el2n_scores").glob("*.pt"))) == 1
+    pad_rows = df[df["method"] == "pad"]
+    assert (pad_rows["condense.kept_real"] < 160).all() and df["learned_lr"].notna().all()
+    # another suite, another budget: the same experts
+    again = run(3, "second")
+    assert (again["status"] == "ok").all() and (again["condense.experts_built"] == 0).all()
+    assert len(list(experts.glob("*.pt"))) == 4
