@@ -37,7 +37,13 @@ def run(suite, out_dir: str | Path | None = None, *, overrides: Iterable[str] = 
     Runs sharing ``out_dir`` split the cells (each is claimed before it is computed); with
     ``wait`` this one waits at the end for the cells another run is computing, so its
     reports include them.  ``announce(message)`` receives one-line news (all cells already
-    done, cells waited for)."""
+    done, cells waited for).
+
+    Before any compute each data set the cells to run need is loaded once
+    (:mod:`kddbench.preflight`): the cells of a missing one fail with its message, one line
+    per data set.  ``smoke``: every cell at a tiny budget on stand-in data, in temporary
+    directories unless ``out_dir``/``data_root``/``cache_dir`` are given (:mod:`kddbench.smoke`;
+    ``smoke_per_class`` images per class, default 2)."""
     if smoke:  # the same run at a tiny budget on stand-in data: see kddbench.smoke
         from .smoke import run_smoke
 

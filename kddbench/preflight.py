@@ -53,6 +53,8 @@ def check_data(cells: Iterable[Cell], registry, context) -> list[MissingData]:
         except DataMissingError as exc:
             entry = missing.setdefault(canonical, MissingData(canonical, str(exc)))
             entry.cells.extend(needing)
+        except Exception:  # any other failure is the cells' to report, with its traceback
+            pass
         finally:
             context._data.clear()  # the workers load their own copy; free this one
     return list(missing.values())

@@ -204,3 +204,30 @@ def test_cost_loops_follow_gradient_matching():
     from kddbench_plugins.condensation import costs, gradient_matching
 
     assert costs.LOOPS == gradient_matching.LOOPS
+
+
+def test_smoke_on_a_given_data_root_caps_images_per_class(tmp_path):
+    """With --data-root the files there are used (here stand-ins of 5 per class), capped at
+    --smoke-per-class; the cap ends with the run."""
+    import os
+
+    from kddbench import api
+    from kddbench_plugins.datasets.standins import write_standin
+
+    write_standin("cifar10", tmp_path / "data", per_class=5)
+    suite = tmp_path / "tiny.toml"
+    suite.write_text(TINY)
+    df = api.run(suite, tmp_path / "o", smoke=True, smoke_per_class=3, only=["needs-cifar"],
+                 data_root=str(tmp_path / "data"), jobs=1, progress=False)
+    assert (df["status"] == "ok").all() and len(df) == 4
+    assert smoke.PER_CLASS_ENV not in os.environ
+    from kddbench.context import RunContext
+    from kddbench.plugins import get_registry
+
+    with smoke.per_class_cap(3):
+        capped = RunContext(get_registry(), data_root=tmp_path / "data").data("cifar10")
+    assert len(capped.x_train) == len(capped.x_test) == 30 and "smoke" in capped.notes
+    whole = RunContext(get_registry(), data_root=tmp_path / "data").data("cifar10")
+    assert len(whole.x_train) == 50
+    records = [json.loads(p.read_text()) for p in (tmp_path / "o" / "records").glob("*.json")]
+    assert all(r["versions"]["smoke"].endswith("per_class=3") for r in records)
