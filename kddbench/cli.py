@@ -175,6 +175,7 @@ def _allow_any_size(force: bool) -> None:
 @cli.command(help="Run a suite: every cell not yet finished, then rebuild its reports."
              + _examples("kddbench run suites/quickstart.toml",
                          "kddbench run suites/quickstart.toml --dry-run",
+                         "kddbench run suites/paper_tables.toml --smoke",
                          "kddbench run suites/paper_tables.toml --device cuda --download",
                          "kddbench run suites/quickstart.toml --set 'experiments.*.seeds=1'"))
 @click.argument("suite", type=click.Path())
@@ -200,7 +201,9 @@ def _allow_any_size(force: bool) -> None:
 @click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE",
               help="Override a suite value, e.g. protocols.quick.epochs=5. Repeatable.")
 @click.option("--only", multiple=True, metavar="EXPERIMENT", help="Run only these experiments.")
-@click.option("--dry-run", is_flag=True, help="List the cells and which are already done.")
+@click.option("--dry-run", is_flag=True, help="List the cells and which are already done, after "
+              "the estimated compute of the rest (image passes, and seconds from a short "
+              "calibration on --device).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.option("--smoke", is_flag=True, help="Every cell at a tiny budget (declared smoke values, "
               "1 epoch, a few images per class) on stand-in data in a temporary data root; "
