@@ -687,7 +687,8 @@ def _expand_experiment(exp: Mapping[str, Any], path: str, name: str,
                 if (rkey, message) not in known:
                     problems.add(f"{path}.recipe.{rkey}", f"{message} (in the recipe of protocol "
                                  f"{proto!r} with this experiment's recipe and overrides)")
-        cell_options, versions = {}, {"protocol": PROTOCOL_VERSION, f"task:{task.name}": task.version}
+        cell_options = {}
+        versions = {"protocol": PROTOCOL_VERSION, f"task:{task.name}": task.version}
         for axis, a in typed.items():
             if a.kind != "plugin":
                 continue

@@ -28,7 +28,8 @@ def kddbench_kd_methods():
         "response", _L + "Response",
         "Hinton et al. 2015: (1-alpha)*CE + alpha*T^2*KL(teacher_T || student_T); seed 004's "
         "'RKD' (not relational KD)",
-        options={"alpha": Float(0.9, min=0, max=1), "T": _temperature(4.0)}, aliases=("kd", "hinton"))
+        options={"alpha": Float(0.9, min=0, max=1), "T": _temperature(4.0)},
+        aliases=("kd", "hinton"))
     yield KDMethodSpec(
         "feature", _L + "Hint",
         "FitNets hints (Romero et al. 2015), single stage: CE + 100*MSE(1x1-conv regressed "
@@ -41,7 +42,8 @@ def kddbench_kd_methods():
         "attention", _L + "Attention",
         "attention transfer (Zagoruyko & Komodakis 2017): CE + 1000*sum of mean squared "
         "differences of L2-normalised |f|^2 channel-mean maps, last stages paired",
-        options={"beta": Float(1000.0, min=0), "p": Float(2.0, above=0), "ce_weight": _CE}, aliases=("at",))
+        options={"beta": Float(1000.0, min=0), "p": Float(2.0, above=0), "ce_weight": _CE},
+        aliases=("at",))
     yield KDMethodSpec(
         "relational", _L + "Relational",
         "relational KD (Park et al. 2019): CE + 25*distance + 50*angle smooth-L1 terms on "
