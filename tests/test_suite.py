@@ -206,7 +206,8 @@ BAD_VALUES = [
     ('name = "checked"', 'name = "/tmp/abs"', "suite.name: '/tmp/abs' is not a plain name"),
     ('name = "checked"', 'name = ".."', "suite.name: '..' is not a plain name"),
     ("seeds = [0, 1]", 'seeds = [0, 1]\n\n  [[experiments.overrides]]\n'
-     '  match = { method = "randm" }\n  skip = true', "overrides[0].match.method: unknown condensation method 'randm'; did you "
+     '  match = { method = "randm" }\n  skip = true',
+     "overrides[0].match.method: unknown condensation method 'randm'; did you "
      "mean 'random'?"),
     ("seeds = [0, 1]", 'seeds = [0, 1]\n\n  [[experiments.overrides]]\n  match = { ipc = "2" }'
      "\n  skip = true", "overrides[0].match.ipc: expected an integer >= 1"),
