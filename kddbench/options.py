@@ -40,6 +40,8 @@ class Option:
     choices: the allowed values of a ``choice``.
     family:  a plugin family whose registered names are the choices when a registry has that
              family (e.g. ``"augmentation"``); ``choices`` is the fallback otherwise.
+    where:   ``(attribute, value)`` pairs the family's specs must have to count as choices
+             (e.g. ``(("level", "batch"),)``: batch augmentations only).
     doc:     one line for ``kddbench show``.
     smoke:   the value a smoke run (a tiny budget) uses for a budget knob (iterations, epochs).
     """
@@ -53,6 +55,7 @@ class Option:
     doc: str = ""
     smoke: Any = None
     above: float | None = None
+    where: tuple[tuple[str, Any], ...] = ()
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -110,9 +113,11 @@ def Str(default: str, doc: str = "") -> Option:
 
 
 def Choice(default: Any, choices: Iterable[Any] = (), family: str | None = None,
-           doc: str = "") -> Option:
-    """One of ``choices`` (or of the names registered in ``family``, when there is one)."""
-    return Option(default, "choice", choices=tuple(choices), family=family, doc=doc)
+           doc: str = "", where: Mapping[str, Any] | None = None) -> Option:
+    """One of ``choices`` (or of the names registered in ``family``, when there is one, whose
+    specs have the attributes ``where`` names)."""
+    return Option(default, "choice", choices=tuple(choices), family=family, doc=doc,
+                  where=tuple(sorted((where or {}).items())))
 
 
 def declaration(value: Any) -> Option:
@@ -146,20 +151,25 @@ def smoke_values(declared: Mapping[str, Any]) -> dict[str, Any]:
             if isinstance(v, Option) and v.smoke is not None}
 
 
-def _family_names(registry: Any, family: str | None) -> list[str] | None:
-    """Registered names (and aliases) of ``family``, or None when there is no such family."""
+def _family_names(registry: Any, family: str | None,
+                  where: tuple[tuple[str, Any], ...] = ()) -> list[str] | None:
+    """Registered names (and aliases) of ``family`` whose specs match ``where``, or None when
+    the registry has no such family."""
     if registry is None or not family:
         return None
     specs = getattr(registry, "specs", {}).get(family)
     if not specs:
         return None
-    return sorted(set(specs) | set(getattr(registry, "aliases", {}).get(family, {})))
+    keep = {name for name, spec in specs.items()
+            if all(getattr(spec, attr, value) == value for attr, value in where)}
+    aliases = getattr(registry, "aliases", {}).get(family, {})
+    return sorted(keep | {alias for alias, name in aliases.items() if name in keep})
 
 
 def choices_of(option: Option, registry: Any = None) -> tuple[Any, ...]:
     """The values a ``choice`` option accepts with this registry: the names registered in its
     family when the registry has that family (plus the default), else its ``choices``."""
-    names = _family_names(registry, option.family)
+    names = _family_names(registry, option.family, option.where)
     if names is None:
         return option.choices
     return tuple(names) + ((option.default,) if option.default not in names else ())

@@ -64,8 +64,8 @@ RECIPE_OPTIONS = {
     "momentum": Float(0.9, min=0, max=1, doc="sgd only"),
     "weight_decay": Float(5e-4, min=0),
     "schedule": Choice("step_half", SCHEDULES),
-    "augment": Choice("none", family="augmentation",
-                      doc="a registered augmentation applied to every training batch"),
+    "augment": Choice("none", family="augmentation", where={"level": "batch"},
+                      doc="a registered batch augmentation applied to every training batch"),
     "test_batch_size": Int(256, min=1),
     "label_smoothing": Float(0.0, min=0, max=1),
     # soft (N, C) training labels, e.g. a condensed set's: cross-entropy with the soft targets, or

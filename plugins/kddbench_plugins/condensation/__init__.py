@@ -22,7 +22,8 @@ _AUG = ("none", "dsa", "flip_rotate")  # used where the augmentation family is n
 
 
 def _augment(default):
-    return Choice(default, _AUG, family="augmentation", doc="applied to real and synthetic batches")
+    return Choice(default, _AUG, family="augmentation", where={"level": "batch"},
+                  doc="applied to real and synthetic batches")
 
 
 def _init(default):
