@@ -30,6 +30,10 @@ LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor], torch.T
 # batch's images of a per-image term (no term couples two images: no batch statistics, no
 # pairwise relations), so the batch may be split into micro-batches (see splits_batches).
 PER_SAMPLE_MEAN = "per_sample_mean"
+# A loss_fn with this attribute set true declares that its loss on a batch is the mean over the
+# batch's images of a per-image term (no term couples two images: no batch statistics, no
+# pairwise relations), so the batch may be split into micro-batches (see splits_batches).
+PER_SAMPLE_MEAN = "per_sample_mean"
 
 
 @contextlib.contextmanager
@@ -123,6 +127,9 @@ def train(
     loss = torch.zeros(())
     set_epoch = getattr(loss_fn, "set_epoch", None)
     micro = micro_batch_size(model, x) if splits_batches(loss_fn) else 0
+    fmt = memory_format(recipe, x)
+    if fmt is not None:
+        model.to(memory_format=fmt)
     start = time.perf_counter()
     for epoch in range(recipe.epochs):
         if set_epoch is not None:
@@ -135,15 +142,18 @@ def train(
             xb, yb = x[idx], y[idx]
             if augment is not None:
                 xb = augment(xb, generator)
+            if fmt is not None:
+                xb = xb.contiguous(memory_format=fmt)
             opt.zero_grad(set_to_none=True)
-            if micro and xb.shape[0] > micro:
-                loss = _accumulate(model, xb, yb, micro, recipe, loss_fn, idx)
-            elif loss_fn is not None:
-                loss = loss_fn(model, xb, yb, idx)
-                loss.backward()
-            else:
-                loss = label_loss(model(xb), yb, recipe)
-                loss.backward()
+            with autocast(recipe, x.device):
+                if micro and xb.shape[0] > micro:
+                    loss = _accumulate(model, xb, yb, micro, recipe, loss_fn, idx)
+                elif loss_fn is not None:
+                    loss = loss_fn(model, xb, yb, idx)
+                    loss.backward()
+                else:
+                    loss = label_loss(model(xb), yb, recipe)
+                    loss.backward()
             opt.step()
             steps += 1
             seen += int(idx.numel())
@@ -155,6 +165,8 @@ def train(
     if x.is_cuda:
         torch.cuda.synchronize(x.device)
     elapsed = time.perf_counter() - start
+    if fmt is not None:
+        model.to(memory_format=torch.contiguous_format)
     final = float(loss.detach()) if steps else float("nan")
     if not math.isfinite(final):
         raise KddbenchError(f"training diverged (final loss {final}); lower the learning rate")
@@ -179,6 +191,20 @@ def micro_batch_size(model: nn.Module, x: torch.Tensor) -> int:
     if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
         return 0
     return int(os.environ.get(CPU_MICRO_BATCH_ENV, DEFAULT_CPU_MICRO_BATCH))
+
+
+def autocast(recipe: Recipe, device: torch.device | str) -> contextlib.AbstractContextManager:
+    """The recipe's precision while training: bf16 autocast for ``precision = "bf16"`` (the
+    weights, their gradients and the optimiser state stay fp32), else nothing."""
+    if getattr(recipe, "precision", "fp32") == "bf16":
+        return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def memory_format(recipe: Recipe, x: torch.Tensor) -> torch.memory_format | None:
+    """``torch.channels_last`` when the recipe asks for it and the images are 4-d, else None."""
+    return torch.channels_last if getattr(recipe, "channels_last", False) and x.dim() == 4 \
+        else None
 
 
 def splits_batches(loss_fn: LossFn | None) -> bool:

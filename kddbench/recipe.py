@@ -35,6 +35,14 @@ never the test set), ``select = "last" | "best_val"`` (keep the weights after th
 or those of the epoch with the best validation accuracy, checked every ``val_every`` epochs),
 and ``curve_every`` (keep the test accuracy every so many epochs in the record).
 
+How the hardware runs a recipe (:mod:`kddbench.protocol`, :mod:`kddbench.stacked`):
+``precision = "fp32" | "bf16"`` (bf16: the forward pass and the loss under bf16 autocast, the
+weights, gradients and optimiser state kept in fp32; testing stays fp32), ``channels_last``
+(4-d images and the network in channels-last memory format while training), and
+``stack = "auto" | "on" | "off"``: the ``n_models`` networks of one shape trained at once with
+stacked weights (``torch.func``), the same steps as one by one; ``auto`` stacks on CUDA only
+(on the CPU it runs slower than one by one).
+
 The fields added after the first protocol version (``milestones``, ``gamma``,
 ``warmup_epochs`` and the evaluation rules) are left out of :meth:`Recipe.as_dict` while they
 hold their defaults, so
@@ -47,7 +55,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Mapping
 
 from .errors import KddbenchError, unknown_message
-from .options import Choice, Float, Int, check_option
+from .options import Bool, Choice, Float, Int, check_option
 
 PROTOCOL_VERSION = "1"
 
@@ -55,6 +63,8 @@ OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("step_half", "multistep", "cosine", "constant")
 SOFT_LABEL_LOSSES = ("ce", "kl")
 SELECTIONS = ("last", "best_val")
+PRECISIONS = ("fp32", "bf16")
+STACK_MODES = ("auto", "on", "off")
 
 RECIPE_OPTIONS = {
     "epochs": Int(300, min=1, smoke=1, doc="passes over the training set"),
@@ -87,12 +97,20 @@ RECIPE_OPTIONS = {
     "val_every": Int(1, min=1, doc="epochs between validation checks (the last one always)"),
     "curve_every": Int(0, min=0, doc="epochs between test-curve points kept in the record; "
                        "0 = no curve"),
+    # how the hardware runs the recipe (kddbench.protocol, kddbench.stacked)
+    "precision": Choice("fp32", PRECISIONS, doc="bf16: forward and loss under bf16 autocast "
+                        "(weights and optimiser state stay fp32)"),
+    "channels_last": Bool(False, doc="4-d images and the network in channels-last memory "
+                          "format while training"),
+    "stack": Choice("auto", STACK_MODES, doc="train the n_models networks of one shape at once "
+                    "with stacked weights (same steps); auto: on CUDA only"),
 }
 # added after protocol version 1: left out of as_dict() while at their defaults
 LATER_KEYS = ("milestones", "gamma", "warmup_epochs", "n_models", "val_fraction",
               "val_per_class", "select", "val_every", "curve_every")
 EVALUATION_KEYS = LATER_KEYS[3:]  # the evaluation rules; kddbench.validation applies them
 LATER_KEYS += ("soft_label_loss", "soft_label_temperature")  # soft-label training
+LATER_KEYS += ("precision", "channels_last", "stack")  # how the hardware runs it
 
 
 @dataclass(frozen=True)
@@ -120,6 +138,9 @@ class Recipe:
     select: str = "last"            # last | best_val
     val_every: int = 1              # epochs between validation checks
     curve_every: int = 0            # epochs between test-curve points (0 = none)
+    precision: str = "fp32"         # fp32 | bf16 (autocast while training)
+    channels_last: bool = False     # channels-last memory format while training
+    stack: str = "auto"             # auto | on | off: n_models networks at once (auto: CUDA)
 
     def __post_init__(self):
         if isinstance(self.milestones, list):
