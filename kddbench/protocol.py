@@ -30,10 +30,6 @@ LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor], torch.T
 # batch's images of a per-image term (no term couples two images: no batch statistics, no
 # pairwise relations), so the batch may be split into micro-batches (see splits_batches).
 PER_SAMPLE_MEAN = "per_sample_mean"
-# A loss_fn with this attribute set true declares that its loss on a batch is the mean over the
-# batch's images of a per-image term (no term couples two images: no batch statistics, no
-# pairwise relations), so the batch may be split into micro-batches (see splits_batches).
-PER_SAMPLE_MEAN = "per_sample_mean"
 
 
 @contextlib.contextmanager
