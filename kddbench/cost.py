@@ -177,6 +177,20 @@ def _arch_key(work: Work) -> tuple:
     return (work.arch, short_hash(dict(work.arch_options)), d.shape)
 
 
+def _build(registry, work: Work, seeded):
+    """The network of ``work`` as the run context builds it (inline and prefix options)."""
+    from . import names
+
+    spec = registry.get("architecture", work.arch)
+    base, inline = names.parse(work.arch)
+    opts = spec.resolve_options({**dict(work.arch_options), **inline})
+    if spec.prefix and ":" in base:
+        opts["name"] = base.split(":", 1)[1]
+    d = work.data
+    with seeded(0):
+        return spec.load()(d.channels, d.classes, (d.height, d.width), **opts)
+
+
 def calibrate(works: Iterable[Work], registry, device: str = "auto", batch: int = 8,
               repeats: int = 2, threads: int | None = 1) -> tuple[dict, dict, str, int]:
     """Seconds per image pass for each network and shape in ``works``, measured now:
@@ -199,10 +213,12 @@ def calibrate(works: Iterable[Work], registry, device: str = "auto", batch: int 
             if key in out:
                 continue
             d = work.data
-            spec = registry.get("architecture", work.arch)
-            with seeded(0):
-                net = spec.load()(d.channels, d.classes, (d.height, d.width),
-                                  **spec.resolve_options(dict(work.arch_options))).to(dev)
+            labels[key] = f"{work.arch}@{'x'.join(map(str, d.shape))}"
+            try:
+                net = _build(registry, work, seeded).to(dev)
+            except Exception:  # a network that cannot be built here: its seconds unknown
+                out[key] = math.nan
+                continue
             x = torch.randn(batch, *d.shape, device=dev)
             y = torch.randint(0, d.classes, (batch,), device=dev)
             opt = torch.optim.SGD(net.parameters(), lr=1e-3)
@@ -220,7 +236,6 @@ def calibrate(works: Iterable[Work], registry, device: str = "auto", batch: int 
                 if i:
                     times.append(clock() - start)
             out[key] = min(times) / (batch * TRAIN_PASSES)
-            labels[key] = f"{work.arch}@{'x'.join(map(str, d.shape))}"
     finally:
         torch.set_num_threads(saved)
     return out, labels, str(dev), (threads if dev.type == "cpu" and threads else saved)
@@ -288,7 +303,7 @@ def format_estimate(est: Estimate, workers: int = 1) -> list[str]:
         lines.append(f"With {workers} workers at once: about {human_seconds(total['seconds'] / workers)}"
                      " of wall time.")
     lines.append("Calibration (s per image pass): " + ", ".join(
-        f"{est.labels[k]} {v:.2e}" for k, v in sorted(est.calibration.items(),
+        f"{est.labels[k]} {v:.2e}" if v == v else f"{est.labels[k]} ?" for k, v in sorted(est.calibration.items(),
                                                         key=lambda kv: est.labels[kv[0]])))
     lines.append("")
     return lines
