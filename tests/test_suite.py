@@ -185,6 +185,8 @@ BAD_VALUES = [
     ("epochs = 3", 'epochs = 3\noptimizer = "adamm"', "did you mean 'adam'?"),
     ("epochs = 3", 'epochs = 3\nschedule = "cosin"', "did you mean 'cosine'?"),
     ("epochs = 3", 'epochs = 3\naugment = "dsax"', "protocols.quick.augment: expected one of"),
+    ("epochs = 3", 'epochs = 3\naugment = "zca"', "protocols.quick.augment: expected one of "
+     "crop_flip, dsa, flip_rotate, none, got 'zca'"),  # a data-set-level transform
     ("epochs = 3", 'epochs = 3\nlr = nan', "protocols.quick.lr: expected a finite float"),
     ("epochs = 3", 'epochs = 3\nschedule = "multistep"', "needs milestones"),
     ("epochs = 3", 'epochs = 10\nschedule = "multistep"\nmilestones = [5, 20]',
