@@ -388,6 +388,7 @@ def test_a_suite_builds_the_experts_once_ahead_and_every_cell_shares_them(tmp_pa
     df = run(2, "first")
     assert len(df) == 2 and (df["status"] == "ok").all()
     assert (df["condense.experts_built"] == 0).all()  # the runner built them before the cells
+    assert (df["condense.experts_train_s"] > 0).all()  # their cost, reported apart
     experts = cache / "artifacts" / "expert_trajectories"
     # mtt's 2 experts, and pad's 2 trained on its EL2N selection
     assert len(list(experts.glob("*.pt"))) == 4

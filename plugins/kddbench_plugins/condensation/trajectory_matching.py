@@ -37,7 +37,9 @@ Two ways to differentiate the unrolled steps (``unroll``):
 """
 from __future__ import annotations
 
+import inspect
 import math
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
@@ -173,11 +175,13 @@ def train_expert(request: CondenseRequest, plan: ExpertPlan, index: int,
     aug = _augment_fn(request, plan.augment)
     recipe = Recipe(epochs=1, batch_size=plan.batch, optimizer="sgd", lr=plan.lr, momentum=0.0,
                     weight_decay=0.0, schedule="constant")
+    start = time.perf_counter()
     snaps = [fnet.flat().cpu()]
     for _ in range(plan.epochs):
         train(net, data.x_train, data.y_train, recipe, g, augment=aug)
         snaps.append(fnet.flat().cpu())
-    return {"params": torch.stack(snaps), "epochs": torch.tensor(plan.epochs)}
+    return {"params": torch.stack(snaps), "epochs": torch.tensor(plan.epochs),
+            "seconds": torch.tensor(time.perf_counter() - start, dtype=torch.float64)}
 
 
 def check_expert(plan: ExpertPlan, numel: int) -> Callable[[Any], str | None]:
@@ -222,6 +226,7 @@ class Experts:
                                      [list(s) for s in fnet.shapes]], 16)
         self._loaded: OrderedDict[int, torch.Tensor] = OrderedDict()
         self.built = 0
+        self.seconds: dict[int, float] = {}  # training time of each expert, wherever built
 
     def build_all(self) -> None:
         """Make sure every expert exists (in order: a killed run keeps those finished)."""
@@ -246,13 +251,17 @@ class Experts:
             value = {"params": params} if params is not None else build()
             if params is None:
                 _memo_put(memo_key, value["params"])
+            else:
+                value = {"params": params}
         else:
             kwargs = {}
-            if "check" in getattr(cache.get_or_build, "__code__", _NoCode).co_varnames:
+            if "check" in inspect.signature(cache.get_or_build).parameters:
                 kwargs["check"] = check_expert(self.plan, self.numel)
             value = cache.get_or_build("expert_trajectories", key, build,
                                        provenance={"expert": index}, **kwargs)
         params = value["params"]
+        if "seconds" in value:
+            self.seconds[index] = float(value["seconds"])
         if not keep and cache is not None:
             return None
         self._loaded[index] = params
@@ -264,10 +273,6 @@ class Experts:
         out = self._get(index)
         assert out is not None
         return out
-
-
-class _NoCode:
-    co_varnames: tuple = ()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -735,7 +740,8 @@ def trajectory_matching(
         "min_start_epoch": min_start_epoch, "lr_img": lr_img, "lr_lr": lr_lr,
         "lr_teacher": lr_teacher, "batch_syn": batch_syn, "zca": zca_on, "unroll": unroll,
         "num_experts": plan.num_experts, "expert_train_epochs": epochs,
-        "experts_built": experts.built, "deep_only": deep_only,
+        "experts_built": experts.built,
+        "experts_train_s": sum(experts.seconds.values()), "deep_only": deep_only,
         "matched_params": int(mask.sum()) if mask is not None else fnet.numel,
         "el2n_keep": el2n_keep, "kept_real": int(train_data.x_train.shape[0]),
         "soft_labels": soft_labels, "learn_labels": learn_labels, "init": init,
