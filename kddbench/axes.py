@@ -95,6 +95,10 @@ class AxisUnused:
     by: str
     flag: str
 
+    def describe(self) -> str:
+        return (f"{self.axis} is unused (None) where the plugin named by {self.by} has "
+                f"{self.flag} false")
+
     def axes_named(self) -> tuple[str, ...]:
         return (self.axis, self.by)
 

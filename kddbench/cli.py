@@ -112,9 +112,12 @@ def show(name, out, overrides):
             click.echo(f"  aliases: {', '.join(spec.aliases)}")
         for key, value in dict(spec.options).items():
             click.echo(f"  option {key} = {value!r}")
-        for attr in ("axes", "required"):
-            if getattr(spec, attr, None):
-                click.echo(f"  {attr}: {', '.join(getattr(spec, attr))}")
+        for axis_name, axis in dict(getattr(spec, "axis_types", None) or {}).items():
+            required = ", required" if axis.required else ""
+            doc = f": {axis.doc}" if axis.doc else ""
+            click.echo(f"  axis {axis_name} ({axis.describe()}{required}){doc}")
+        for rule in getattr(spec, "rules", None) or ():
+            click.echo(f"  rule: {rule.describe() if hasattr(rule, 'describe') else rule}")
     if not found:
         from .errors import unknown_message
 
