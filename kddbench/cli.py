@@ -166,13 +166,23 @@ def validate(suites, overrides, force):
 
 
 def _allow_any_size(force: bool) -> None:
-    """``--force``: lift the limit on the number of cells a suite may expand to."""
+    """``--force``: lift the limit on the number of cells a suite may expand to, for this
+    command (and the workers it starts); restored when the command ends."""
     if force:
         import os
 
         from .suite import MAX_CELLS_ENV
 
+        before = os.environ.get(MAX_CELLS_ENV)
         os.environ[MAX_CELLS_ENV] = "0"
+
+        def restore():
+            if before is None:
+                os.environ.pop(MAX_CELLS_ENV, None)
+            else:
+                os.environ[MAX_CELLS_ENV] = before
+
+        click.get_current_context().call_on_close(restore)
 
 
 @cli.command(help="Run a suite: every cell not yet finished, then rebuild its reports."

@@ -324,6 +324,18 @@ def test_a_huge_cross_product_is_refused_unless_forced(tmp_path, cli, monkeypatc
     assert "--force" in err
     code, out, err = cli("validate", path, "--force")
     assert code == 0 and "ok (11 cells" in out, err
+    code, _, err = cli("run", path, "--dry-run", "--out", tmp_path / "o")
+    assert code == 2 and "more than the limit of 9" in err
+    code, out, err = cli("run", path, "--dry-run", "--force", "--out", tmp_path / "o")
+    assert code == 0 and "11 cells" in out, err
+
+
+def test_show_lists_a_tasks_typed_axes_and_rules(cli):
+    code, out, _ = cli("show", "kd")
+    assert code == 0
+    assert "axis ipc (an integer >= 1)" in out and "axis dataset (a dataset name, required)" in out
+    assert "axis kd_method (a kd_method name or teacher, none, required)" in out
+    assert "rule: ipc is unused (None) where the plugin named by method has uses_ipc false" in out
 
 
 def test_default_limit_is_100000_cells(tmp_path):
