@@ -461,9 +461,10 @@ OVERRIDE_TYPES = {"match": "table", "protocol": "str", "recipe": "table", "optio
 
 def _axis_values(axis_name: str, axis: Axis, raw_value: Any, path: str, task,
                  protocols: Mapping[str, Any], registry: Registry, problems: _Problems,
-                 canonical: bool = True) -> list[Any] | None:
+                 canonical: bool = True, valid: list[Any] | None = None) -> list[Any] | None:
     """The checked values of one axis (plugin names canonical, alternatives expanded), or
-    None when a value is wrong (each wrong value is one problem)."""
+    None when a value is wrong (each wrong value is one problem; ``valid`` still receives the
+    values that are fine, so problems elsewhere are judged against them)."""
     where = f"{path}.{axis_name}"
     values = list(raw_value) if isinstance(raw_value, list) else [raw_value]
     if not values:
@@ -533,6 +534,8 @@ def _axis_values(axis_name: str, axis: Axis, raw_value: Any, path: str, task,
                              f"{_short(value)}")
                 ok = False
             out.append(value)
+    if valid is not None:
+        valid.extend(out)
     if ok and len(set(map(repr, out))) != len(out):
         dup = next(v for i, v in enumerate(out) if repr(v) in map(repr, out[:i]))
         problems.add(where, f"{dup!r} appears twice")
@@ -604,14 +607,17 @@ def _expand_experiment(exp: Mapping[str, Any], path: str, name: str,
             problems.add(f"{path}.{key}", f"missing (task {task.name!r} requires "
                          f"{', '.join(required)})")
     axes: dict[str, list[Any]] = {}
+    fine: dict[str, list[Any]] = {}  # the values that passed, also of axes that did not
     for key, axis in typed.items():
         if key in exp:
-            values = _axis_values(key, axis, exp[key], path, task, protocols, registry, problems)
+            fine[key] = []
+            values = _axis_values(key, axis, exp[key], path, task, protocols, registry, problems,
+                                  valid=fine[key])
             if values is not None:
                 axes[key] = values
     seeds = _seeds(exp, path, problems)
     named_plugins = {names.split(v)[0] for k, a in typed.items() if a.kind == "plugin"
-                     for v in axes.get(k, []) if v not in a.reserved}
+                     for v in fine.get(k, []) if isinstance(v, str) and v not in a.reserved}
     options = exp.get("options", {})
     _check_options(options, f"{path}.options", named_plugins, task, registry, problems)
     tune_grid = _check_tune(exp.get("tune", {}), f"{path}.tune", named_plugins, task, registry,
