@@ -425,3 +425,14 @@ def test_every_builtin_option_declares_a_valid_default(registry):
                 assert check_option(entry, declaration(entry).default, registry) is None, (
                     family, spec.name, key)
     assert typed > 100
+
+
+def test_a_wrong_axis_value_does_not_hide_or_fake_other_problems(tmp_path):
+    text = CHECKED.replace('kd_method = ["teacher", "none", "response"]',
+                           'kd_method = ["response[T=hot]", "none"]\n'
+                           'options = { response = { alpha = 2 } }')
+    problems = _problems(tmp_path, text)
+    assert "experiments[1].kd_method: 'response[T=hot]': option 'T' expects float > 0, got " \
+           "'hot'" in problems
+    assert "experiments[1].options.response.alpha: expected float in [0, 1], got 2" in problems
+    assert not any("unknown plugin" in p for p in problems), problems
