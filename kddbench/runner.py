@@ -327,7 +327,10 @@ def build_artifacts(cells: Sequence[Cell], executor, suite_name: str, registry: 
     if not settings.use_cache:  # nothing would be kept: cells build what they need inline
         return {}
     by_cell = declared(cells, registry)
-    levels = waves(r for reqs in by_cell.values() for r in reqs)
+    try:
+        levels = waves(r for reqs in by_cell.values() for r in reqs)
+    except ValueError as exc:  # a plugin declared a cycle
+        raise KddbenchError(f"the declared artifacts cannot be built: {exc}") from None
     results: dict[str, dict] = {}
     total = sum(map(len, levels))
     if not total:
