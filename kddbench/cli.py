@@ -241,7 +241,8 @@ def run(suite, out, device, smoke, smoke_per_class, data_root, download, cache_d
                        smoke_per_class=smoke_per_class, echo=click.echo)
         if smoke:
             return
-        _print_plan(suite, out, overrides)
+        with _one_line_warnings():  # a corrupt record found here is set aside, in one line
+            _print_plan(suite, out, overrides)
         return
     from . import api
     from .report import failures
