@@ -133,13 +133,13 @@ def saved_overrides(out: Path) -> list[str]:
 def report(suite, out_dir: str | Path | None = None, overrides: Iterable[str] = (),
            html: bool = False):
     """Rebuild the reports of ``suite`` from its records; ``html``: also the self-contained
-    page ``index.html`` (:mod:`kddbench.html`)."""
+    page ``index.html`` (:mod:`kddbench.html`), which is rebuilt too wherever it exists."""
     from .report import write_reports
 
     suite = resolve_suite(suite, overrides)
     out = report_dir(suite, out_dir)
     df = write_reports(suite, out)
-    if html:
+    if html or (out / "index.html").is_file():
         from .html import write_html
 
         write_html(suite, out, df)

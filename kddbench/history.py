@@ -265,15 +265,36 @@ def _config_label(axes_json: str, experiment: Any) -> str:
     return f"{experiment} {shown}".strip()
 
 
+def _labels(hist: "pd.DataFrame") -> dict[str, str]:
+    """A label per configuration: its experiment and the axis values that tell it apart from
+    the experiment's other configurations (all of them when it is the only one)."""
+    axes: dict[str, tuple[str, dict[str, Any]]] = {}
+    for rec in hist.drop_duplicates("config_id").to_dict("records"):
+        try:
+            values = json.loads(rec["axes"]) if isinstance(rec["axes"], str) else {}
+        except ValueError:
+            values = {}
+        axes[str(rec["config_id"])] = (str(rec["experiment"]), values)
+    out = {}
+    for config, (exp, values) in axes.items():
+        peers = [v for e, v in axes.values() if e == exp]
+        shown = {k: v for k, v in values.items()
+                 if len(peers) == 1 or any(p.get(k) != v for p in peers)}
+        out[config] = _config_label(json.dumps(shown), exp)
+    return out
+
+
 def series(hist: "pd.DataFrame") -> dict[str, dict[str, list[tuple[int, float]]]]:
     """``{metric: {configuration label: [(entry index, mean over seeds), ...]}}``."""
     commits = entries(hist)
     index = {c: i for i, c in enumerate(commits)}
     out: dict[str, dict[str, list[tuple[int, float]]]] = {}
     ok = hist[(hist["status"] == "ok") & hist["value"].notna()]
+    labels = _labels(ok) if not ok.empty else {}
     for (metric, config, commit), g in ok.groupby(["metric", "config_id", "commit"],
                                                   sort=False):
-        label = _config_label(g["axes"].iloc[0], g["experiment"].iloc[0])
+        label = labels.get(str(config)) or _config_label(g["axes"].iloc[0],
+                                                         g["experiment"].iloc[0])
         out.setdefault(str(metric), {}).setdefault(label, []).append(
             (index[str(commit)], float(g["value"].astype(float).mean())))
     for lines in out.values():
