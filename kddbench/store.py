@@ -306,7 +306,10 @@ class Claims:
         if cell_id in self.held:
             return True
         path = self.path(cell_id)
-        self.dir.mkdir(parents=True, exist_ok=True)
+        if not self.dir.is_dir():
+            self.dir.mkdir(parents=True, exist_ok=True)
+            # leases left by a killed run are not results: keep them out of version control
+            (self.dir / ".gitignore").write_text("*\n")
         for _ in range(3):
             try:
                 fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)

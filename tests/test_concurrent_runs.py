@@ -81,7 +81,7 @@ def test_two_runs_on_one_store_compute_every_cell_once(tmp_path):
              for line in (out / "records.jsonl").read_text().splitlines()]
     assert sorted(jsonl) == sorted(records)  # each record reported once, by the run that made it
     assert len(pd.read_csv(out / "results.csv")) == 8  # the later run waited and reported all
-    assert not list((out / "claims").glob("*")), "claims are released"
+    assert not list((out / "claims").glob("*.lease")), "claims are released"
 
 
 def test_a_run_skips_cells_a_live_run_holds_and_takes_over_dead_ones(tmp_path, cli,
