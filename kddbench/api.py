@@ -80,7 +80,12 @@ def run(suite, out_dir: str | Path | None = None, *, overrides: Iterable[str] = 
               rerun_failed=rerun_failed, progress=progress, registry=registry,
               on_record=(lambda record: [sink(record) for sink in sinks]) if sinks else None,
               wait=wait, announce=announce)
-    return write_reports(suite, out)
+    df = write_reports(suite, out)
+    if (out / "index.html").is_file():  # a report with a page keeps it in step
+        from .html import write_html
+
+        write_html(suite, out, df)
+    return df
 
 
 def make_executor(name: str, workers: int, settings, registry):

@@ -318,3 +318,27 @@ def test_the_committed_pages_work_in_a_browser(tmp_path, browser, name):
     pictures = sum(1 for p in (ROOT / "reports" / name).rglob("*.png"))
     res = _check_in_browser(browser, page, tmp_path, name)
     assert res["images"] >= pictures  # every committed picture is on the page
+
+
+def test_run_and_report_keep_an_existing_page_in_step(tmp_path):
+    import json as json_mod
+
+    from kddbench import api
+
+    suite, out = fabricate(tmp_path, failed_seed=None)
+    api.report(suite, out)
+    assert not (out / "index.html").exists()  # no page unless asked for
+    api.report(suite, out, html=True)
+    record = next(p for p in sorted((out / "records").glob("*.json"))
+                  if json_mod.loads(p.read_text())["axes"]["method"] == "full")
+    data = json_mod.loads(record.read_text())
+    data["metrics"]["accuracy"] = 12.0
+    record.write_text(json_mod.dumps(data))
+    api.report(suite, out)
+    mean = (12.0 + sum(VALUES[("full", None)]) - VALUES[("full", None)][data["seed"]]) / 3
+    assert f">{mean:.2f}<" in (out / "index.html").read_text()
+    data["metrics"]["accuracy"] = 13.0
+    record.write_text(json_mod.dumps(data))
+    api.run(suite, out, jobs=1, progress=False)  # every cell done: no compute, reports rebuilt
+    mean += 1.0 / 3
+    assert f">{mean:.2f}<" in (out / "index.html").read_text()
