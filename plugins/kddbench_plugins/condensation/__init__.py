@@ -167,7 +167,8 @@ def _tm_options(**pad):
                           doc="the reference's per-setting defaults; auto = by data set and "
                           "IPC, else 'cpu'"),
         "iterations": Int(5000, min=1, smoke=2),
-        "syn_steps": Int(0, min=0, doc="student steps on the synthetic set; 0 = setting's"),
+        "syn_steps": Int(0, min=0, smoke=2,
+                         doc="student steps on the synthetic set; 0 = setting's"),
         "expert_epochs": Int(0, min=0, doc="M: expert epochs matched; 0 = setting's"),
         "max_start_epoch": Int(0, min=0, doc="0 = setting's"),
         "lr_img": Float(0.0, min=0, doc="0 = setting's"),
