@@ -95,6 +95,12 @@ document.addEventListener('DOMContentLoaded',function(){
   Array.prototype.forEach.call(document.querySelectorAll('input[data-filter]'),function(inp){
     var t=document.getElementById(inp.getAttribute('data-filter'));
     inp.addEventListener('input',function(){applyFilter(t,inp.value);});});
+  Array.prototype.forEach.call(document.querySelectorAll('input[data-gallery]'),function(inp){
+    inp.addEventListener('input',function(){
+      var words=inp.value.toLowerCase().split(/[\s_]+/).filter(Boolean);
+      Array.prototype.forEach.call(document.querySelectorAll('#pictures-all figure'),function(f){
+        var t=f.textContent.toLowerCase();
+        f.style.display=words.every(function(w){return t.indexOf(w)>=0;})?'':'none';});});});
   var box=document.getElementById('lightbox'),big=box.querySelector('img'),
       cap=box.querySelector('div');
   Array.prototype.forEach.call(document.querySelectorAll('figure img'),function(img){
@@ -532,6 +538,11 @@ def render_html(suite, df, out_dir: str | Path, records: Sequence[Mapping[str, A
         body.append(section("pictures", "Pictures"))
         body.append(f'<p class="muted">{len(rest)} more picture(s) beside the report; click one '
                     "to enlarge it.</p>")
+        if len(rest) > 4:
+            body.append('<div class="filter"><input type="search" data-gallery="1" '
+                        'placeholder="filter pictures by name: every word must appear" '
+                        'aria-label="filter pictures"></div>')
+        body.append('<div id="pictures-all">')
         groups: dict[str, list[str]] = {}
         for rel in rest:
             groups.setdefault(str(Path(rel).parent), []).append(rel)
@@ -541,6 +552,7 @@ def render_html(suite, df, out_dir: str | Path, records: Sequence[Mapping[str, A
             figs = [pictures.figure(rel, Path(rel).name) for rel in rels]
             body.append('<div class="gallery">' + "".join(
                 f for f in figs if f.startswith("<figure")) + "</div>")
+        body.append("</div>")
     if pictures.left_out:
         body.append(f'<p class="muted"><strong>{len(pictures.left_out)} picture(s) left out of '
                     f"this page</strong>: the pictures exceed {max_picture_bytes / 2**20:.0f} MB "

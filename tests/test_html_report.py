@@ -254,6 +254,15 @@ window.addEventListener('load', function () {
     res.images = imgs.length;
     res.broken = imgs.filter(function (i) { return !(i.complete && i.naturalWidth > 0); })
                      .map(function (i) { return i.alt; });
+    var gallery = document.querySelector('input[data-gallery]');
+    if (gallery) {
+      var figs = Array.prototype.slice.call(document.querySelectorAll('#pictures-all figure'));
+      gallery.value = figs[figs.length - 1].textContent.trim().split('.')[0];
+      gallery.dispatchEvent(new Event('input'));
+      res.galleryTotal = figs.length;
+      res.galleryShown = figs.filter(function (f) { return f.style.display !== 'none'; }).length;
+      gallery.value = ''; gallery.dispatchEvent(new Event('input'));
+    }
     var fig = document.querySelector('figure img');
     if (fig) { fig.click(); var box = document.getElementById('lightbox');
       res.enlarged = box.classList.contains('open') && box.querySelector('img').src === fig.src; }
@@ -288,6 +297,8 @@ def _check_in_browser(browser: str, page: Path, tmp_path: Path, name: str) -> di
     # every picture loads, and a click enlarges one
     assert res["images"] > 0 and res["broken"] == [], res
     assert res["enlarged"] is True
+    if "galleryTotal" in res:  # the pictures' own filter: one picture's full name finds it
+        assert res["galleryTotal"] > 4 and res["galleryShown"] == 1, res
     shot = tmp_path / f"{name}.png"
     _chromium(browser, tmp_path, "--window-size=1280,2200", f"--screenshot={shot}",
               "--virtual-time-budget=20000", page.as_uri())
