@@ -197,13 +197,14 @@ def _trajectory_matching():
     tm = "kddbench_plugins.condensation.trajectory_matching:"
     # one artifact per expert, built by the runner before the condensed sets (torch-free here)
     _EXPERTS = "kddbench_plugins.condensation.expert_artifacts:declare"
+    _COST = "kddbench_plugins.condensation.trajectory_settings:cost"  # for --dry-run
     yield CondenserSpec(
         "mtt", tm + "mtt",
         "Matching Training Trajectories (Cazenavette et al. 2022): N student steps on the "
         "synthetic set from an expert's epoch t, loss ||theta_N - theta*_t+M||^2 / "
         "||theta*_t - theta*_t+M||^2, learned step size; experts are shared artifacts; "
         "unroll = constant (TESLA, Cui et al. 2023) or full",
-        version="1", options=_tm_options(), artifacts=_EXPERTS)
+        version="1", options=_tm_options(), artifacts=_EXPERTS, cost=_COST)
     yield CondenserSpec(
         "pad", tm + "pad",
         "PAD (Li et al. 2024) on DATM (Guo et al. 2024): mtt + a budget-aligned, growing "
@@ -222,7 +223,7 @@ def _trajectory_matching():
             soft_labels=Bool(True, doc="labels = an expert's logits on the images"),
             learn_labels=Bool(True), lr_label=Float(2.0, min=0),
             label_epoch=Int(-1, min=-1, doc="expert epoch of the labels; -1 = the window's "
-                            "end")), artifacts=_EXPERTS)
+                            "end")), artifacts=_EXPERTS, cost=_COST)
 
 
 @hookimpl

@@ -56,47 +56,12 @@ from kddbench.errors import KddbenchError
 from kddbench.protocol import Recipe, make_generator, soft_cross_entropy, train
 
 from .synthesis import ImageOptimizer, draw_seed
+from .trajectory_settings import (PAD_WINDOWS, SETTING_NAMES, SETTINGS, UNROLLS,  # noqa: F401
+                                  ZCA_CHOICES, pad_window, setting_for)
 
 EXPERT_FORMAT = 1
-UNROLLS = ("constant", "full")
-ZCA_CHOICES = ("auto", "on", "off")
 
 # ---------------------------------------------------------------------------------------------
-# MTT's per-setting hyper-parameters (Cazenavette et al. 2022, the released code's table):
-# (syn_steps, expert_epochs, max_start_epoch, lr_img, lr_lr, lr_teacher, zca, batch_syn)
-# [not checked against the paper]
-SETTINGS: dict[str, dict[str, Any]] = {
-    "cifar10_ipc1": dict(syn_steps=50, expert_epochs=2, max_start_epoch=2, lr_img=100.0,
-                         lr_lr=1e-7, lr_teacher=0.01, zca=True, batch_syn=0),
-    "cifar10_ipc10": dict(syn_steps=30, expert_epochs=2, max_start_epoch=20, lr_img=100.0,
-                          lr_lr=1e-5, lr_teacher=0.001, zca=True, batch_syn=0),
-    "cifar10_ipc50": dict(syn_steps=30, expert_epochs=2, max_start_epoch=40, lr_img=1000.0,
-                          lr_lr=1e-5, lr_teacher=0.001, zca=False, batch_syn=0),
-    "cifar100_ipc1": dict(syn_steps=20, expert_epochs=3, max_start_epoch=20, lr_img=1000.0,
-                          lr_lr=1e-5, lr_teacher=0.01, zca=True, batch_syn=0),
-    "cifar100_ipc10": dict(syn_steps=20, expert_epochs=2, max_start_epoch=20, lr_img=1000.0,
-                           lr_lr=1e-5, lr_teacher=0.01, zca=False, batch_syn=0),
-    "cifar100_ipc50": dict(syn_steps=80, expert_epochs=2, max_start_epoch=40, lr_img=1000.0,
-                           lr_lr=1e-5, lr_teacher=0.01, zca=True, batch_syn=125),
-    # ours, for small grey-scale sets on a CPU (no published MTT setting; not tuned):
-    "cpu": dict(syn_steps=20, expert_epochs=2, max_start_epoch=10, lr_img=100.0,
-                lr_lr=1e-5, lr_teacher=0.01, zca=False, batch_syn=0),
-}
-SETTING_NAMES = ("auto", *SETTINGS)
-
-
-def setting_for(name: str, data_name: str, ipc: int) -> tuple[str, dict[str, Any]]:
-    """The named setting, or for ``auto`` the reference's for (data set, IPC) when it has
-    one and ``cpu`` otherwise."""
-    if name != "auto":
-        if name not in SETTINGS:
-            raise KddbenchError(f"setting must be one of {list(SETTING_NAMES)}, not {name!r}")
-        return name, SETTINGS[name]
-    base = data_name.split("[")[0].replace("-", "").lower()
-    key = f"{base}_ipc{ipc}"
-    return (key, SETTINGS[key]) if key in SETTINGS else ("cpu", SETTINGS["cpu"])
-
-
 # ---------------------------------------------------------------------------------------------
 # a network with its parameters in one flat vector
 class FlatNet:
@@ -775,19 +740,6 @@ def mtt(request: CondenseRequest, *, setting: str = "auto", iterations: int = 50
         expert_lr=expert_lr, batch_train=batch_train, expert_augment=expert_augment,
         expert_seed=expert_seed, experts_in_memory=experts_in_memory,
         checkpoint_every=checkpoint_every, method="mtt")
-
-
-# PAD's window by budget: (min_start_epoch, initial max, final max).  Ours, after the DATM
-# idea that small budgets match early expert epochs and large ones later epochs
-# [not checked against the papers' tables].
-PAD_WINDOWS = ((1, (0, 2, 4)), (10, (0, 10, 20)), (50, (0, 20, 40)), (10 ** 9, (20, 40, 60)))
-
-
-def pad_window(ipc: int) -> tuple[int, int, int]:
-    for bound, window in PAD_WINDOWS:
-        if ipc <= bound:
-            return window
-    return PAD_WINDOWS[-1][1]
 
 
 def pad(request: CondenseRequest, *, setting: str = "auto", iterations: int = 5000,
