@@ -463,7 +463,7 @@ def render_html(suite, df, out_dir: str | Path, records: Sequence[Mapping[str, A
         body.append(f"<p>No finished cells yet (the suite has {n_cells}).</p>")
     body.append('<p class="muted">Derived from <a href="results.csv">results.csv</a> and '
                 '<a href="leaderboard.md">leaderboard.md</a> (the source of truth); every '
-                "number is a measured one.</p>")
+                "number but the published ones was measured by these cells.</p>")
     scope = scope_lines(suite)
     if scope:
         body.append(markdown_to_html("\n".join(scope), pictures, ids))
