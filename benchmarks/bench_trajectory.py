@@ -121,7 +121,9 @@ def peak(fn, device):
 
 
 def run(size_name="tiny", device_name="cpu", repeats=3, steps_list=STEPS, threads=0,
-        modes=("constant", "full")):
+        modes=("constant", "full"), memory_only=False, on_row=None):
+    """The figures; ``memory_only`` skips the timings (one call per measure), ``on_row(row)``
+    sees each row as it is measured."""
     if threads:
         torch.set_num_threads(threads)
     device = torch.device(device_name)
@@ -135,7 +137,7 @@ def run(size_name="tiny", device_name="cpu", repeats=3, steps_list=STEPS, thread
             floor_iteration(net, images, labels, steps)
             net.load_state_dict(state)
 
-        f_s = timed(floor, repeats, device)
+        f_s = float("nan") if memory_only else timed(floor, repeats, device)
         f_saved, f_cuda = peak(lambda: floor_iteration(net, images, labels, 1), device)
         net.load_state_dict(state)
         row = {"syn_steps": steps, "floor_s": f_s, "floor_saved_mb": f_saved / 2 ** 20,
@@ -144,7 +146,7 @@ def run(size_name="tiny", device_name="cpu", repeats=3, steps_list=STEPS, thread
             def it(mode=mode, steps=steps):
                 return mtt_iteration(mode, fnet, start, target, images, labels, steps)
 
-            s = timed(it, repeats, device)
+            s = float("nan") if memory_only else timed(it, repeats, device)
             saved, cuda = peak(it, device)
             stored = (steps + 1) * fnet.numel * 4 if mode == "constant" else 0
             row.update({f"{mode}_s": s, f"{mode}_x_floor": s / f_s,
@@ -153,6 +155,8 @@ def run(size_name="tiny", device_name="cpu", repeats=3, steps_list=STEPS, thread
                         f"{mode}_params_stored_mb": stored / 2 ** 20,
                         f"{mode}_cuda_mb": None if cuda is None else cuda / 2 ** 20})
         rows.append(row)
+        if on_row is not None:
+            on_row(row)
     return {"size": size_name, "device": str(device), "threads": torch.get_num_threads(),
             "modes": list(modes),
             "params": fnet.numel, "images": int(images.shape[0]),
@@ -204,9 +208,11 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, nargs="+", default=list(STEPS))
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's)")
     ap.add_argument("--modes", nargs="+", choices=tm.UNROLLS, default=list(tm.UNROLLS))
+    ap.add_argument("--memory-only", action="store_true", help="skip the timings")
     ap.add_argument("--json", type=Path, help="also write the figures here")
     args = ap.parse_args(argv)
-    result = run(args.size, args.device, args.repeats, args.steps, args.threads, args.modes)
+    result = run(args.size, args.device, args.repeats, args.steps, args.threads, args.modes,
+                 args.memory_only, on_row=lambda row: print(json.dumps(row), flush=True))
     print(render(result))
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))

@@ -159,6 +159,12 @@ def check_expert(plan: ExpertPlan, numel: int) -> Callable[[Any], str | None]:
     return check
 
 
+def structure_hash(fnet: "FlatNet") -> str:
+    """A hash of the module's printout and parameter names and shapes (part of artifact keys,
+    in case a request's ``net_key`` is incomplete)."""
+    return short_hash([repr(fnet.module), fnet.names, [list(s) for s in fnet.shapes]], 16)
+
+
 # Without an artifact cache (tests, --no-cache), experts built in this process are kept here
 # by key, up to MEMO_BYTES, so the cells of one process still share them.
 MEMO_BYTES = 256 << 20
@@ -187,8 +193,7 @@ class Experts:
                  fnet: "FlatNet", selection: str = "", keep: int = 4):
         self.request, self.plan, self.data = request, plan, data
         self.numel, self.selection, self.keep = fnet.numel, selection, max(1, keep)
-        self.structure = short_hash([repr(fnet.module), fnet.names,
-                                     [list(s) for s in fnet.shapes]], 16)
+        self.structure = structure_hash(fnet)
         self._loaded: OrderedDict[int, torch.Tensor] = OrderedDict()
         self.built = 0
         self.seconds: dict[int, float] = {}  # training time of each expert, wherever built
@@ -454,7 +459,7 @@ def _set_sgd_state(opt: torch.optim.SGD, p: torch.Tensor, buf: torch.Tensor) -> 
 # ---------------------------------------------------------------------------------------------
 # data selection by EL2N (Paul et al. 2021, "Deep Learning on a Data Diet")
 def el2n_scores(request: CondenseRequest, data: DataSplits, nets: int, epochs: int,
-                seed: int) -> torch.Tensor:
+                seed: int, structure: str = "") -> torch.Tensor:
     """Per training image, ||softmax(f(x)) - onehot(y)||_2 averaged over ``nets`` networks
     trained ``epochs`` epochs on the real set (SGD 0.01, momentum 0.9, weight decay 5e-4)."""
     def build():
@@ -475,7 +480,7 @@ def el2n_scores(request: CondenseRequest, data: DataSplits, nets: int, epochs: i
         return {"scores": total / max(nets, 1)}
 
     key = {"data": data.fingerprint(), "net": dict(request.net_key or {"arch": request.arch}),
-           "nets": nets, "epochs": epochs, "seed": seed, "format": 1}
+           "structure": structure, "nets": nets, "epochs": epochs, "seed": seed, "format": 1}
     cache = request.artifacts
     value = build() if cache is None else cache.get_or_build("el2n_scores", key, build)
     return value["scores"]
@@ -532,13 +537,14 @@ def prepare_experts(request: CondenseRequest, plan: ExpertPlan, el2n_keep: float
     data = request.data
     selection = ""
     train_data = data
+    fnet = FlatNet(request.build_net(0))
     if el2n_keep < 1.0:
-        scores = el2n_scores(request, data, el2n_nets, el2n_epochs, plan.seed)
+        scores = el2n_scores(request, data, el2n_nets, el2n_epochs, plan.seed,
+                             structure_hash(fnet))
         kept = easiest(scores, data.y_train, data.num_classes, el2n_keep)
         selection = short_hash({"el2n": [el2n_nets, el2n_epochs, plan.seed, el2n_keep],
                                 "kept": kept.tolist()}, 16)
         train_data = subset(data, kept)
-    fnet = FlatNet(request.build_net(0))
     return Experts(request, plan, train_data, fnet, selection, keep), train_data, fnet
 
 
