@@ -34,6 +34,9 @@ class Axis:
               ``"teacher"``); they pass through as they are (no options, no version).
     required: every experiment of the task sets it.
     doc:      one line for ``kddbench show``.
+    space:    a ``plugin`` axis's declared search space: names with ``|`` alternatives
+              (``"convnet[depth=1|2,width=32|64]"``), what a suite's ``axis = {sample = k}``
+              draws from when it names no ``space`` of its own (:func:`kddbench.names.sample`).
     """
 
     kind: str = "any"
@@ -43,6 +46,7 @@ class Axis:
     reserved: tuple[str, ...] = ()
     required: bool = False
     doc: str = ""
+    space: tuple[str, ...] = ()
 
     def __post_init__(self):
         if self.kind not in AXIS_KINDS:
@@ -50,6 +54,8 @@ class Axis:
         if self.kind == "plugin" and not self.family:
             raise ValueError("a plugin axis names its family")
         object.__setattr__(self, "reserved", tuple(self.reserved))
+        object.__setattr__(self, "space", (self.space,) if isinstance(self.space, str)
+                           else tuple(self.space))
 
     def describe(self) -> str:
         if self.kind == "plugin":
@@ -68,8 +74,9 @@ class Axis:
 
 
 def PluginAxis(family: str, reserved: tuple[str, ...] = (), required: bool = False,
-               doc: str = "") -> Axis:
-    return Axis("plugin", family=family, reserved=tuple(reserved), required=required, doc=doc)
+               doc: str = "", space: str | tuple[str, ...] = ()) -> Axis:
+    return Axis("plugin", family=family, reserved=tuple(reserved), required=required, doc=doc,
+                space=space)
 
 
 def IntAxis(min: int | None = None, max: int | None = None, required: bool = False,
@@ -132,5 +139,5 @@ def normalise(axes: Any, required: tuple[str, ...], plugin_axes: Mapping[str, st
     for name in required:
         if name in typed and not typed[name].required:
             a = typed[name]
-            typed[name] = Axis(a.kind, a.family, a.min, a.max, a.reserved, True, a.doc)
+            typed[name] = Axis(a.kind, a.family, a.min, a.max, a.reserved, True, a.doc, a.space)
     return typed

@@ -80,3 +80,33 @@ def expand(name: str) -> list[str]:
     keys = sorted(options)
     return [join(base, dict(zip(keys, combo)))
             for combo in itertools.product(*(options[k] for k in keys))]
+
+
+def space(names_: "list[str] | tuple[str, ...] | str") -> list[str]:
+    """Every name a search space holds: each entry expanded (:func:`expand`), in order, each
+    name once."""
+    out: dict[str, None] = {}
+    for entry in ([names_] if isinstance(names_, str) else names_):
+        for name in expand(entry):
+            out.setdefault(name, None)
+    return list(out)
+
+
+def sample(names_: "list[str] | tuple[str, ...] | str", k: int | None = None,
+           seed: int = 0) -> list[str]:
+    """A seeded sample of ``k`` names from a search space (all of them when ``k`` is None or
+    not smaller than the space), in the space's order.  The same space, ``k`` and ``seed``
+    always give the same names, so experiments that sample alike train the same candidates::
+
+        sample("convnet[depth=1|2|3,width=32|64]", 2, seed=0)
+        -> two of the six names, the same two on every call
+    """
+    import random
+
+    every = space(names_)
+    if k is None or k >= len(every):
+        return every
+    if k < 1:
+        raise KddbenchError(f"a sample takes at least one name, not {k}")
+    keep = set(random.Random(int(seed)).sample(range(len(every)), int(k)))
+    return [name for i, name in enumerate(every) if i in keep]

@@ -466,6 +466,10 @@ def _axis_values(axis_name: str, axis: Axis, raw_value: Any, path: str, task,
     None when a value is wrong (each wrong value is one problem; ``valid`` still receives the
     values that are fine, so problems elsewhere are judged against them)."""
     where = f"{path}.{axis_name}"
+    if isinstance(raw_value, Mapping) and axis.kind == "plugin":
+        raw_value = _sampled_space(axis, raw_value, where, problems)
+        if raw_value is None:
+            return None
     values = list(raw_value) if isinstance(raw_value, list) else [raw_value]
     if not values:
         problems.add(where, f"an empty list: give at least one value ({axis.describe()})")
@@ -541,6 +545,38 @@ def _axis_values(axis_name: str, axis: Axis, raw_value: Any, path: str, task,
         problems.add(where, f"{dup!r} appears twice")
         ok = False
     return out if ok else None
+
+
+SPACE_KEYS = ("space", "sample", "seed")
+
+
+def _sampled_space(axis: Axis, table: Mapping[str, Any], where: str,
+                   problems: _Problems) -> list[str] | None:
+    """A plugin axis written as ``{space = ..., sample = k, seed = s}``: the names of the
+    space (default: the space the task declares for the axis), or a seeded sample of ``k`` of
+    them (:func:`kddbench.names.sample`); None after reporting a problem."""
+    before = len(problems.items)
+    problems.unknown_keys(where, table, SPACE_KEYS)
+    space = table.get("space", list(axis.space))
+    if isinstance(space, str):
+        space = [space]
+    if not isinstance(space, list) or not all(isinstance(v, str) for v in space):
+        problems.add(f"{where}.space", f"expected a name or a list of names (alternatives "
+                     f"with |), got {_type_name(space)} {_short(space)}")
+    elif not space:
+        problems.add(f"{where}.space", "no space: the task declares none for this axis, so "
+                     "name one (space = \"name[key=a|b,...]\")")
+    for key, low in (("sample", 1), ("seed", 0)):
+        if key in table and not (_is_int(table[key]) and table[key] >= low):
+            problems.add(f"{where}.{key}", f"expected an integer >= {low}, got "
+                         f"{_type_name(table[key])} {_short(table[key])}")
+    if len(problems.items) > before:
+        return None
+    try:
+        return names.sample(space, table.get("sample"), table.get("seed", 0))
+    except KddbenchError as exc:
+        problems.add(f"{where}.space", str(exc))
+        return None
 
 
 def _family_label(family: str) -> str:
