@@ -31,6 +31,7 @@ SUITE=1
 BENCH=1
 STEP_TIMEOUT=900
 PY=${PYTHON:-python}
+ARGS="$*"
 
 die() { echo "gpu_check: $*" >&2; exit 2; }
 while [ $# -gt 0 ]; do
@@ -63,7 +64,7 @@ SUMMARY="$OUT/SUMMARY.md"
   echo
   echo "- started: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
   echo "- commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (with local changes)')"
-  echo "- command: scripts/gpu_check.sh $*"
+  echo "- command: scripts/gpu_check.sh $ARGS"
   echo "- device: $DEVICE; smoke: $SMOKE"
   echo
   echo "| step | exit | wall s |"
