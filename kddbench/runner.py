@@ -379,14 +379,18 @@ def run_cells(
     wait: bool = True,
     poll_s: float = 2.0,
     announce: Callable[[str], None] | None = None,
+    batch: int = 8,
 ) -> list[dict[str, Any]]:
     """Run every cell not yet finished in ``store``; return the records of all ``cells``.
 
     Each cell is claimed (:class:`~kddbench.store.Claims`) as the executor takes it, so runs
     sharing ``store`` compute each cell once; cells another live run holds are skipped and,
     with ``wait``, waited for at the end (taken over if their holder dies).  The declared
-    artifacts of the cells to do are built first (:func:`build_artifacts`).  Only records
-    computed here reach ``on_record`` and the ``kddbench_record_finished`` hook.
+    artifacts of the cells to do are built first (:func:`build_artifacts`), ``batch`` cells at a
+    time in suite order: the artifacts of the next ``batch`` cells, then those cells, so a long
+    suite writes records from its first minutes; an artifact several batches share is built
+    once (later batches find it ready).  Only records computed here reach ``on_record`` and the
+    ``kddbench_record_finished`` hook.
     """
     registry = registry or get_registry()
     settings = settings or RunSettings()
@@ -408,37 +412,26 @@ def run_cells(
     claims = store.claims()
     bar = None
     try:
-        notes = build_artifacts(todo, executor, suite_name, registry, settings, progress,
-                                announce)
-        bar = _Progress(len(todo), suite_name, progress)
-        pending = list(todo)
+        step = max(1, int(batch))
+        chunks = [todo[i:i + step] for i in range(0, len(todo), step)]
+        notes: dict[str, list[str]] = {}
+        bar = None
+        elsewhere: list[Cell] = []
+        for number, pending in enumerate(chunks):
+            notes.update(build_artifacts(pending, executor, suite_name, registry, settings,
+                                         progress, announce))
+            if bar is None:
+                bar = _Progress(len(todo), suite_name, progress)
+            if number == len(chunks) - 1:
+                break
+            _run_batch(pending, executor, suite_name, store, claims, seen, bar, notes,
+                       registry, on_record, elsewhere)
+        pending = chunks[-1] if chunks else []
         while pending:
-            elsewhere: list[Cell] = []
-
-            def taken(items=pending, elsewhere=elsewhere):
-                for cell in items:
-                    if not claims.claim(cell.cell_id):
-                        elsewhere.append(cell)
-                        continue
-                    if _stamp(store.get(cell.cell_id)) != seen[cell.cell_id]:
-                        claims.release(cell.cell_id)  # another run just finished it
-                        bar.finished(cell.cell_id)
-                        continue
-                    bar.started(cell.cell_id, cell.label())
-                    yield cell
-
-            for cell, record in executor.map(taken(), suite_name):
-                found = [store.problems.pop(cell.cell_id, None), *notes.pop(cell.cell_id, ())]
-                found = [w for w in found if w and w not in record.get("warnings", ())]
-                if found:  # what was corrupt and rebuilt for this cell, before it ran
-                    record["warnings"] = found + list(record.get("warnings", ()))
-                store.put(record)
-                claims.release(cell.cell_id)
-                registry.pm.hook.kddbench_record_finished(record=record)
-                if on_record:
-                    on_record(record)
-                bar.finished(cell.cell_id, record.get("status", ""))
+            _run_batch(pending, executor, suite_name, store, claims, seen, bar, notes, registry,
+                       on_record, elsewhere)
             pending = _wait_for_others(elsewhere, store, claims, seen, bar, wait, poll_s, say)
+            elsewhere = []
     finally:
         claims.release_all()
         if bar is not None:
@@ -447,6 +440,36 @@ def run_cells(
         if callable(close):
             close()
     return [store.get(c.cell_id) or {} for c in cells]
+
+
+def _run_batch(cells: list[Cell], executor, suite_name: str, store: ResultStore, claims, seen,
+               bar, notes: dict[str, list[str]], registry: Registry, on_record,
+               elsewhere: list[Cell]) -> None:
+    """Claim and run ``cells`` on ``executor``, storing each record as it arrives; cells a
+    live run holds go to ``elsewhere``."""
+    def taken():
+        for cell in cells:
+            if not claims.claim(cell.cell_id):
+                elsewhere.append(cell)
+                continue
+            if _stamp(store.get(cell.cell_id)) != seen[cell.cell_id]:
+                claims.release(cell.cell_id)  # another run just finished it
+                bar.finished(cell.cell_id)
+                continue
+            bar.started(cell.cell_id, cell.label())
+            yield cell
+
+    for cell, record in executor.map(taken(), suite_name):
+        found = [store.problems.pop(cell.cell_id, None), *notes.pop(cell.cell_id, ())]
+        found = [w for w in found if w and w not in record.get("warnings", ())]
+        if found:  # what was corrupt and rebuilt for this cell, before it ran
+            record["warnings"] = found + list(record.get("warnings", ()))
+        store.put(record)
+        claims.release(cell.cell_id)
+        registry.pm.hook.kddbench_record_finished(record=record)
+        if on_record:
+            on_record(record)
+        bar.finished(cell.cell_id, record.get("status", ""))
 
 
 def _wait_for_others(cells: list[Cell], store: ResultStore, claims, seen, bar, wait: bool,
