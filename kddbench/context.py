@@ -164,6 +164,7 @@ class RunContext:
                                                 lambda: transform.fit(data.x_train))
         out = DataSplits(data.name, transform.apply(state, data.x_train), data.y_train,
                          transform.apply(state, data.x_test), data.y_test, data.classes,
-                         data.mean, data.std, data.notes, None, frozenset(data.traits))
+                         data.mean, data.std, data.notes, None,
+                         frozenset(data.traits) | {spec.name})  # methods can tell (e.g. zca)
         out.fingerprint()
         return out
