@@ -17,9 +17,13 @@ KDDBENCH = [sys.executable, "-c", "from kddbench.cli import main; main()"]
 def installed(tmp_path_factory):
     """``pip install`` of the example package into a folder of its own (the test leaves the
     environment as it found it)."""
+    import shutil
+
     target = tmp_path_factory.mktemp("site")
+    source = tmp_path_factory.mktemp("src") / "pkg"  # build a copy: nothing written here
+    shutil.copytree(PACKAGE, source, ignore=shutil.ignore_patterns("build", "*.egg-info"))
     done = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
-                           "--no-build-isolation", "--target", str(target), str(PACKAGE)],
+                           "--no-build-isolation", "--target", str(target), str(source)],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(target), os.environ.get(
