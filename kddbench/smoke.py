@@ -264,13 +264,13 @@ def explicit_paths(click_ctx, data_root, cache_dir):
 
 
 def representative(cells: Iterable[Cell], registry) -> list[Cell]:
-    """One cell per combination of plugin-axis values (data set x method x architectures x
-    ...: every plugin the suite names, in every pairing it has), the first in suite order;
-    budgets (ipc), protocols and seeds are not multiplied."""
+    """One cell per experiment and combination of plugin-axis values (data set x method x
+    architectures x ...: every plugin the suite names, in every pairing and experiment it
+    has), the first in suite order; budgets (ipc) and seeds are not multiplied."""
     out, seen = [], set()
     for cell in cells:
         task = registry.get("task", cell.task)
-        key = (cell.task,) + tuple((axis, str(cell.axes.get(axis)))
+        key = (cell.experiment, cell.task) + tuple((axis, str(cell.axes.get(axis)))
                                    for axis in sorted(task.plugin_axes))
         if key not in seen:
             seen.add(key)

@@ -2,7 +2,7 @@
 and the cost estimate of --dry-run (kddbench.cost), on suites/paper_tables.toml.
 
 The default test runs a representative subset of paper_tables in smoke mode (one cell per
-combination of data set, method and networks: 115 of the 923 cells); ``-m slow`` runs every
+experiment and combination of data set, method and networks: 121 of the 923 cells); ``-m slow`` runs every
 cell of it.  Each cell must finish; a failure names its cause in the assertion message.
 
 Measured on the project's 2-core machine (2026-12-01, load average 11-13 from other jobs
@@ -75,10 +75,17 @@ def test_representative_subset_covers_every_plugin_pairing(registry):
 def _run_smoke(cells, tmp_path, jobs=2):
     from kddbench import api
 
+    import os
+    import resource
+
     suite = dataclasses.replace(_suite(), cells=cells)
     start = time.perf_counter()
     df = api.run(suite, out_dir=tmp_path / "smoke", smoke=True, jobs=jobs, progress=False)
     seconds = time.perf_counter() - start
+    cpu = sum(getattr(resource.getrusage(who), f) for who in (resource.RUSAGE_SELF,
+              resource.RUSAGE_CHILDREN) for f in ("ru_utime", "ru_stime"))
+    print(f"\nsmoke: {len(cells)} cells, {seconds:.0f} s wall, {cpu:.0f} s CPU (this process "
+          f"and its workers), load average {os.getloadavg()[0]:.1f}")
     assert len(df) == len(cells)
     bad = df[df["status"] != "ok"]
     causes = "\n".join(f"{r['experiment']} {r['cell_id']}: {r['error']}" for _, r in
