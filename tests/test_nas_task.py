@@ -162,3 +162,23 @@ def test_search_reports_rank_correlations_and_resumes_after_a_kill(tmp_path, cli
     assert early["search time s (proxy)"] < early["search time s (target)"]
     text = (out / "leaderboard.md").read_text()
     assert "rho top-3" in text and "![" in text and (out / "nas_search.png").exists()
+
+
+def test_a_partial_search_is_timed_over_the_candidates_both_searches_trained():
+    from kddbench_plugins.nas.ranking import nas_table
+    from kddbench_plugins.nas.section import NASEntry
+
+    rows = [{"experiment": "target", "candidate": c, "seed": 0, "status": "ok",
+             "accuracy": a, "train_time_s": 10.0, "method": "full", "condense_time_s": 0.0}
+            for c, a in zip("abcde", [90, 80, 70, 60, 50])]
+    rows += [{"experiment": "proxy", "candidate": c, "seed": 0, "status": "ok", "accuracy": a,
+              "train_time_s": 1.0, "method": "dm", "condense_time_s": 7.0}
+             for c, a in zip("abc", [40, 45, 30])]  # d and e not trained yet
+    spec = NASEntry("n", "proxy", "target", by="candidate", top_k=[3], group=["method"],
+                    set_time=True)
+    row = nas_table(pd.DataFrame(rows), spec).iloc[0]
+    assert row["candidates"] == 3 and row["best accuracy (target)"] == 90
+    assert row["search time s (target)"] == 30 and row["search time s (proxy)"] == 3
+    assert row["speed-up (target / proxy time)"] == 10
+    assert row["set time s (proxy)"] == 7 and row["speed-up incl. set time"] == 3
+    assert row["rho (all)"] == pytest.approx(0.5) and row["picked"] == "b"

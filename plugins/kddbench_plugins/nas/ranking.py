@@ -59,16 +59,15 @@ def nas_table(df: pd.DataFrame, spec) -> pd.DataFrame:
     score of the candidate the proxy would pick against the best one, the training time and
     stored images each search costs (summed over candidates, mean over seeds) and how many
     times faster the proxy search is, by training time alone and with the time the proxy
-    set took to make (condensation, once per set) added.  "Best" follows ``spec.higher_is_better`` (the metric's
-    declared direction).
+    set took to make (condensation, once per set) added; all over the candidates both searches
+    trained (a partial run compares like with like).  "Best" follows
+    ``spec.higher_is_better`` (the metric's declared direction).
     """
     higher = getattr(spec, "higher_is_better", True)
     found = _searches(df, spec)
     if found is None:
         return pd.DataFrame()
     target, searches = found
-    t_time = _search_time(target, spec)
-    t_all = t_time + _set_time(target)
     rows = []
     for labels, frame, p, t in searches:
         row = dict(labels)
@@ -82,6 +81,11 @@ def nas_table(df: pd.DataFrame, spec) -> pd.DataFrame:
         row[f"picked {spec.metric} (target)"] = t.get(chosen, float("nan"))
         row[f"best {spec.metric} (target)"] = (t.max() if higher else t.min()) if len(t) \
             else float("nan")
+        # both searches over the same candidates (a partial run may lack some of either)
+        both = target[target[spec.by].isin(t.index)]
+        frame = frame[frame[spec.by].isin(t.index)]
+        t_time = _search_time(both, spec)
+        t_all = t_time + _set_time(both)
         p_time = _search_time(frame, spec)
         row["search time s (proxy)"] = p_time
         row["search time s (target)"] = t_time
@@ -93,7 +97,7 @@ def nas_table(df: pd.DataFrame, spec) -> pd.DataFrame:
                 else float("nan")
         if "n_train" in frame:
             row["images (proxy)"] = frame["n_train"].max()
-            row["images (target)"] = target["n_train"].max()
+            row["images (target)"] = both["n_train"].max()
         rows.append(row)
     return pd.DataFrame(rows)
 
