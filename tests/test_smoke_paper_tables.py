@@ -2,20 +2,23 @@
 and the cost estimate of --dry-run (kddbench.cost), on suites/paper_tables.toml.
 
 The default test runs a representative subset of paper_tables in smoke mode (one cell per
-experiment and combination of data set, method and networks: 121 of the 923 cells); ``-m slow`` runs every
-cell of it.  Each cell must finish; a failure names its cause in the assertion message.
+experiment and combination of data set, method and networks: 121 of the 923 cells).  The test
+of every cell is marked slow and runs only with ``KDDBENCH_SMOKE_ALL=1`` (the ``slow`` marker
+alone deselects nothing in this project).  Each cell must finish; a failure names its cause in
+the assertion message.
 
-Measured on the project's 2-core machine (2026-12-01, load average 11-13 from other jobs
-sharing it): the subset took 478 s of CPU time (472 s in the 2 workers; wall 1,776 s under
-that load), so about 4 min of wall time on 2 free cores, 115 of 115 cells finished.  The whole
-suite is marked slow: ``kddbench run suites/paper_tables.toml --smoke --dry-run`` estimates
-61 CPU-minutes of compute (most of it DSA/DM/DataDAM at IPC 50 on CIFAR-100, whose 5,000
-synthetic images the smoke budget keeps), about 30 min on 2 cores before overheads.
+Measured on the project's 2-core machine (2026-12-01, while other jobs kept the load average at
+11-12): the subset test took 488 s of CPU time (this process and its 2 workers) and 1,050 s of
+wall time under that load, so about 4-5 min on 2 free cores; 121 of 121 cells finished.  The
+whole suite: ``kddbench run suites/paper_tables.toml --smoke --dry-run`` estimates 61
+CPU-minutes of compute (most of it DSA/DM/DataDAM at IPC 50 on CIFAR-100, whose 5,000 synthetic
+images the smoke budget keeps), about 30 min on 2 cores before overheads.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import time
 from pathlib import Path
 
@@ -75,7 +78,6 @@ def test_representative_subset_covers_every_plugin_pairing(registry):
 def _run_smoke(cells, tmp_path, jobs=2):
     from kddbench import api
 
-    import os
     import resource
 
     suite = dataclasses.replace(_suite(), cells=cells)
@@ -104,6 +106,8 @@ def test_smoke_run_of_a_representative_paper_tables_subset(tmp_path, registry):
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("KDDBENCH_SMOKE_ALL"),
+                    reason="about 30 min on 2 cores: set KDDBENCH_SMOKE_ALL=1 to run it")
 def test_smoke_run_of_all_of_paper_tables(tmp_path):
     """Every cell of paper_tables at the smoke budget (see the module doc for its time)."""
     _run_smoke(_suite().cells, tmp_path)
