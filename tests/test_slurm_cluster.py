@@ -126,6 +126,7 @@ def _preempt_when_running(stall: Path, done: list, timeout_s: float = 150) -> No
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_a_job_array_on_a_real_slurm_matches_in_process_records(tmp_path, cli, slurm_cluster,
                                                                 monkeypatch):
     plugin = tmp_path / "plugin.py"
