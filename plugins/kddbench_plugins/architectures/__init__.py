@@ -34,7 +34,7 @@ def _resnet(depth, norm):
 def kddbench_architectures():
     yield _convnet("convnet", "ConvNet-D/W of the DD papers; every option settable (NAS space)")
     yield _convnet("convnet3", "ConvNet-3: 3x[conv3x3 128, instance norm, ReLU, avgpool2], "
-                   "linear head (REFERENCE.md s.2)")
+                   "linear head (docs/references.md s.2)")
     yield _convnet("convnet3-bn", "ConvNet-3 with batch norm", norm="batchnorm")
     yield _convnet("convnet7", "ConvNet-7 for large images (MHIST 224x224)", depth=7)
     yield _convnet("convnet7-bn", "ConvNet-7 with batch norm", depth=7, norm="batchnorm")

@@ -3,16 +3,16 @@
 Implementations: :mod:`kddbench_plugins.distillation.losses` (methods) and :mod:`kddbench_plugins.distillation.task`
 (task).  Nothing heavy is imported here.
 
-Names follow the literature.  The seed paper 004 calls response-based KD "RKD" and
+Names follow the literature.  Belinga et al. 2024 calls response-based KD "RKD" and
 intermediate/feature KD "IKD": its RKD is ``response`` (alias ``kd``/``hinton``) and its IKD is
 ``feature`` (alias ``ikd``).  "RKD" is *not* registered as an alias, because in the literature
 RKD is relational KD (Park et al. 2019), registered here as ``relational``.
 """
 from kddbench import KDMethodSpec, TaskSpec, hookimpl
 from kddbench.axes import AxisUnused, IntAxis, PluginAxis, ProtocolAxis
+from kddbench.options import Float, Int, Str
 from kddbench.metrics import PROTOCOL_METRICS, MetricSpec
 from kddbench.validation import EVALUATION_METRICS
-from kddbench.options import Float, Int, Str
 
 _L = "kddbench_plugins.distillation.losses:"
 _CE = Float(1.0, min=0, doc="weight of the cross-entropy term")
@@ -26,14 +26,14 @@ def _temperature(default):
 def kddbench_kd_methods():
     yield KDMethodSpec(
         "response", _L + "Response",
-        "Hinton et al. 2015: (1-alpha)*CE + alpha*T^2*KL(teacher_T || student_T); seed 004's "
+        "Hinton et al. 2015: (1-alpha)*CE + alpha*T^2*KL(teacher_T || student_T); Belinga et al. 2024's "
         "'RKD' (not relational KD)",
         options={"alpha": Float(0.9, min=0, max=1), "T": _temperature(4.0)},
         aliases=("kd", "hinton"))
     yield KDMethodSpec(
         "feature", _L + "Hint",
         "FitNets hints (Romero et al. 2015), single stage: CE + 100*MSE(1x1-conv regressed "
-        "student stage, teacher stage); 'auto' = each net's middle stage; seed 004's 'IKD'",
+        "student stage, teacher stage); 'auto' = each net's middle stage; Belinga et al. 2024's 'IKD'",
         options={"weight": Float(100.0, min=0), "ce_weight": _CE,
                  "student_stage": Str("auto", doc="a stage name of the student, or auto"),
                  "teacher_stage": Str("auto", doc="a stage name of the teacher, or auto")},
@@ -77,8 +77,8 @@ def kddbench_tasks():
               "ipc": IntAxis(min=1, doc="images per class of the condensed set"),
               "distill_arch": PluginAxis("architecture", doc="the net condensation uses")},
         rules=(AxisUnused("ipc", by="method", flag="uses_ipc"),),
-        artifacts="kddbench_plugins.distillation.task:declared_artifacts",  # built first
         cost="kddbench_plugins.distillation.costs:kd_cost",  # image passes, for --dry-run
+        artifacts="kddbench_plugins.distillation.task:declared_artifacts",  # built first
         metrics=PROTOCOL_METRICS + EVALUATION_METRICS + (
             MetricSpec("teacher_accuracy", True, "%", 2, "the teacher's test accuracy"),
             MetricSpec("teacher_macro_f1", True, "%", 2, "the teacher's test macro F1"),
