@@ -171,13 +171,24 @@ def run(cell, ctx) -> dict:
 def evaluate_cell(cell, ctx) -> dict:
     """The condensed set trained on by the recipe and its evaluation rules (``n_models``
     networks, validation split held out of the condensation's input, weights selection)."""
+    return evaluate_set(cell, ctx, cell["eval_arch"], pictures=True)
+
+
+def evaluate_set(cell, ctx, arch: str, view=None, pictures: bool = False) -> dict:
+    """Train ``arch`` on the condensed set of ``view`` (a cell with the condensation axes;
+    default ``cell``) by ``cell``'s recipe and evaluation rules, and test it.  Network m has its
+    own initial weights (network 0 the cell's usual ones), the same for every set it trains on,
+    so candidates are paired across proxies.  Reports ``set_reused`` (1 when the set came from
+    the artifact store)."""
     data = ctx.data(cell["dataset"], cell=cell)
     recipe = ctx.recipe(cell)
     split = holdout(recipe, cell.seed)
     data, x_val, y_val = split_data(data, split)
-    syn, seconds = condensed_set(cell, ctx, data)
-    write_pictures(cell, ctx, data, syn)
-    arch = cell["eval_arch"]
+    hits = ctx.artifacts.hits
+    syn, seconds = condensed_set(view if view is not None else cell, ctx, data)
+    reused = int(ctx.artifacts.hits > hits)
+    if pictures:
+        write_pictures(cell, ctx, data, syn)
 
     def make(m: int):  # network m: its own init seed (network 0: the cell's usual one)
         return ctx.build_net(arch, data, ctx.seed(cell, "eval-net", arch, *([m] if m else [])),
@@ -189,6 +200,8 @@ def evaluate_cell(cell, ctx) -> dict:
         val=(x_val, y_val) if split else None, augment=ctx.augment(recipe.augment, data),
         lr=syn.lr)
     metrics["condense_time_s"] = seconds
+    if view is not None:
+        metrics["set_reused"] = reused
     metrics.update({f"condense.{k}": v for k, v in syn.info.items()})
     metrics["data_fingerprint"] = data.fingerprint()
     if syn.lr is not None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from kddbench.validation import fit_and_test, holdout, split_data
 
 DEFAULT_DISTILL_ARCH = "convnet3"  # the DC papers' distillation net, when a suite names none
 
@@ -46,30 +45,7 @@ def cost(cell, info):
 
 
 def run(cell, ctx) -> dict:
-    from kddbench_plugins.condensation.task import condensed_set
+    """Train the candidate on the proxy set (the condensation family's artifact) and test it."""
+    from kddbench_plugins.condensation.task import evaluate_set
 
-    view = condense_view(cell)
-    data = ctx.data(cell["dataset"], cell=cell)
-    recipe = ctx.recipe(cell)
-    split = holdout(recipe, cell.seed)
-    data, x_val, y_val = split_data(data, split)
-    hits = ctx.artifacts.hits
-    syn, seconds = condensed_set(view, ctx, data)
-    arch = cell["candidate"]
-
-    def make(m: int):  # the same initial weights for a candidate on every proxy (paired)
-        return ctx.build_net(arch, data, ctx.seed(cell, "eval-net", arch, *([m] if m else [])),
-                             cell=cell), None, None
-
-    metrics = fit_and_test(
-        make, syn.images.to(ctx.device), syn.labels.to(ctx.device), data, recipe,
-        lambda m: ctx.generator(cell, "eval-train", arch, *([m] if m else [])),
-        val=(x_val, y_val) if split else None, augment=ctx.augment(recipe.augment, data),
-        lr=syn.lr)
-    metrics["condense_time_s"] = seconds
-    metrics["set_reused"] = int(ctx.artifacts.hits > hits)
-    metrics.update({f"condense.{k}": v for k, v in syn.info.items()})
-    metrics["data_fingerprint"] = data.fingerprint()
-    if syn.lr is not None:
-        metrics["learned_lr"] = syn.lr
-    return metrics
+    return evaluate_set(cell, ctx, cell["candidate"], view=condense_view(cell))
