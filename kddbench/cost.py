@@ -70,6 +70,16 @@ def train_passes(epochs: int, images: int) -> float:
     return float(epochs) * float(images) * TRAIN_PASSES
 
 
+def recipe_train_passes(recipe: Mapping[str, Any], images: int) -> float:
+    """:func:`train_passes` of a recipe (a cell's recipe dict): its epochs over ``images``, or
+    over the first ``steps_per_epoch`` batches of each epoch when that cap is set."""
+    per_epoch = float(images)
+    cap = int(recipe.get("steps_per_epoch") or 0)
+    if cap:
+        per_epoch = min(per_epoch, float(cap * int(recipe.get("batch_size", 256))))
+    return train_passes(int(recipe["epochs"]), per_epoch)
+
+
 def load_ref(ref: Callable | str) -> Callable:
     """A callable from a callable or a ``"module:attribute"`` string."""
     if callable(ref):

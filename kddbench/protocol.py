@@ -21,7 +21,7 @@ from torch import nn
 from .errors import KddbenchError, unknown_message
 from .nn import count_parameters, model_size_mb
 from .recipe import (OPTIMIZERS, PROTOCOL_VERSION, RECIPE_KEYS, SCHEDULES, Recipe,  # noqa: F401
-                     check_recipe, lr_at)
+                     batch_starts, check_recipe, lr_at)
 
 Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 # loss_fn(model, x_batch, y_batch, index_batch) -> scalar loss
@@ -133,7 +133,7 @@ def train(
         for group in opt.param_groups:
             group["lr"] = lr_at(recipe, epoch, base_lr)
         perm = torch.randperm(n, generator=generator, device=generator.device).to(x.device)
-        for i in range(0, n, bs):
+        for i in batch_starts(recipe, n, bs):
             idx = perm[i:i + bs]
             xb, yb = x[idx], y[idx]
             if augment is not None:

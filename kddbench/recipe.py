@@ -69,6 +69,9 @@ STACK_MODES = ("auto", "on", "off")
 RECIPE_OPTIONS = {
     "epochs": Int(300, min=1, smoke=1, doc="passes over the training set"),
     "batch_size": Int(256, min=1),
+    "steps_per_epoch": Int(0, min=0, smoke=1, doc="at most this many batches per epoch (the "
+                           "first of each epoch's shuffle); 0 = every batch. A budget knob for "
+                           "quick and smoke runs"),
     "optimizer": Choice("sgd", OPTIMIZERS),
     "lr": Float(0.01, min=0),
     "momentum": Float(0.9, min=0, max=1, doc="sgd only"),
@@ -111,6 +114,7 @@ LATER_KEYS = ("milestones", "gamma", "warmup_epochs", "n_models", "val_fraction"
 EVALUATION_KEYS = LATER_KEYS[3:]  # the evaluation rules; kddbench.validation applies them
 LATER_KEYS += ("soft_label_loss", "soft_label_temperature")  # soft-label training
 LATER_KEYS += ("precision", "channels_last", "stack")  # how the hardware runs it
+LATER_KEYS += ("steps_per_epoch",)  # a cap on the batches of an epoch
 
 
 @dataclass(frozen=True)
@@ -119,6 +123,7 @@ class Recipe:
 
     epochs: int = 300
     batch_size: int = 256
+    steps_per_epoch: int = 0        # at most this many batches per epoch (0 = all)
     optimizer: str = "sgd"          # sgd | adam | adamw
     lr: float = 0.01
     momentum: float = 0.9
@@ -189,6 +194,13 @@ def _is_default(key: str, value: Any) -> bool:
     if isinstance(default, tuple):
         return isinstance(value, (list, tuple)) and len(value) == 0
     return type(value) is type(default) and value == default
+
+
+def batch_starts(recipe: "Recipe", n: int, bs: int) -> range:
+    """Where each batch of an epoch over ``n`` shuffled examples starts (batch size ``bs``),
+    cut at ``recipe.steps_per_epoch`` batches when that is set."""
+    stop = n if not recipe.steps_per_epoch else min(n, recipe.steps_per_epoch * bs)
+    return range(0, stop, bs)
 
 
 def milestone_epochs(milestones: Any, epochs: int) -> list[int]:

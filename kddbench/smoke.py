@@ -3,9 +3,11 @@
 ``kddbench run SUITE --smoke`` (``kddbench.api.run(..., smoke=True)``) keeps every experiment,
 axis value, method, architecture, table and reference of the suite and cuts only the budget:
 
-* options declared with a ``smoke`` value (:class:`kddbench.options.Option`) take it: the
-  recipe's ``epochs`` (and those of every protocol a cell names), a method's ``iterations``...;
-  a recipe whose ``epochs`` declares none is trained for 1 epoch;
+* options declared with a ``smoke`` value (:class:`kddbench.options.Option`) take it (a
+  positive integer already below it stays): the recipe's ``epochs`` and ``steps_per_epoch``
+  (1 epoch of 1 batch, for every protocol a cell names too), a method's ``iterations``, a
+  network's ``width`` (the ConvNets and the MLP: 16; depth, normalisation, pooling and the image
+  size are kept, so every layer runs at every shape but the channel count)...;
 * data: each data set holds at most ``per_class`` real images per class in each split (the
   run context caps what its loader returns, :func:`cap_per_class`);
 * data sets that declare a stand-in writer (``DatasetSpec.standin``) get their stand-in files,
@@ -28,7 +30,7 @@ from .cells import Cell
 from .errors import KddbenchError
 
 SMOKE_KEY = "smoke"            # the versions entry (and record field) marking a smoke cell
-SMOKE_VERSION = "1"            # bump when the smoke rules change
+SMOKE_VERSION = "2"            # bump when the smoke rules change
 PER_CLASS_ENV = "KDDBENCH_SMOKE_PER_CLASS"  # read by the run context of every worker
 DEFAULT_PER_CLASS = 2
 GENERIC_EPOCHS = 1             # recipe epochs where no smoke value is declared
@@ -49,9 +51,18 @@ def smoke_recipe(recipe: Mapping[str, Any]) -> dict[str, Any]:
     values = smoke_values(RECIPE_OPTIONS)
     values.setdefault("epochs", GENERIC_EPOCHS)
     for key, value in values.items():
-        if key in out:
-            out[key] = value
+        out[key] = _cut(out.get(key), value)
     return out
+
+
+def _cut(given: Any, smoke: Any) -> Any:
+    """The smoke value of a knob: ``smoke``, or ``given`` when that is already smaller (a
+    positive integer: a width of 8 stays 8 where the smoke width is 16; 0 means "all" or "by
+    the reference", so it takes the smoke value)."""
+    if (isinstance(given, int) and isinstance(smoke, int) and not isinstance(given, bool)
+            and not isinstance(smoke, bool) and 0 < given < smoke):
+        return given
+    return smoke
 
 
 def smoke_options(declared: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
@@ -61,7 +72,7 @@ def smoke_options(declared: Mapping[str, Any], given: Mapping[str, Any]) -> dict
     out = dict(given)
     for key, value in smoke_values(declared).items():
         if key in out:
-            out[key] = value
+            out[key] = _cut(out[key], value)
     return out
 
 

@@ -41,7 +41,7 @@ from torch import nn
 from .errors import KddbenchError
 from .protocol import (Augment, LossFn, Recipe, TrainResult, autocast, label_loss,
                        make_optimizer, train)
-from .recipe import lr_at
+from .recipe import batch_starts, lr_at
 
 OnEpoch = Callable[[int, int, nn.Module], None]  # (epoch, network index, network)
 
@@ -155,7 +155,7 @@ def train_stacked(models: Sequence[nn.Module], x: torch.Tensor, y: torch.Tensor,
             group["lr"] = lr_at(recipe, epoch, base_lr)
         perms = [torch.randperm(n, generator=g, device=g.device).to(x.device)
                  for g in generators]
-        for i in range(0, n, bs):
+        for i in batch_starts(recipe, n, bs):
             idx = [p[i:i + bs] for p in perms]
             xs = [x[j] for j in idx]
             if augment is not None:

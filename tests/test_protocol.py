@@ -109,6 +109,21 @@ def test_cpu_micro_batches_give_the_same_step(monkeypatch):
 
 # --- the recipe: optimisers, schedules, validation, stable identities ---------------------
 
+def test_steps_per_epoch_cuts_each_epoch_to_its_first_batches():
+    x, y = _toy()  # 64 images: 4 batches of 16
+    whole = train(_net(), x, y, Recipe(epochs=3, batch_size=16, lr=0.1), make_generator(0))
+    cut = train(_net(), x, y, Recipe(epochs=3, batch_size=16, lr=0.1, steps_per_epoch=2),
+                make_generator(0))
+    over = train(_net(), x, y, Recipe(epochs=3, batch_size=16, lr=0.1, steps_per_epoch=9),
+                 make_generator(0))
+    assert (whole.steps, whole.images_seen) == (12, 192)
+    assert (cut.steps, cut.images_seen) == (6, 96)
+    assert (over.steps, over.images_seen) == (12, 192)  # a cap above the epoch changes nothing
+    assert "steps_per_epoch" not in Recipe().as_dict()  # old cells keep their identity
+    with pytest.raises(KddbenchError, match="steps_per_epoch"):
+        Recipe.from_mapping({"steps_per_epoch": -1})
+
+
 def test_default_recipe_dict_is_unchanged_so_cells_keep_their_ids():
     # the keys and values every committed cell hashed before the recipe grew
     assert Recipe().as_dict() == {

@@ -63,6 +63,25 @@ def test_smoke_cells_keep_every_axis_and_never_pass_for_real(registry):
                     assert twin.options[spec.name][key] == value, (spec.name, key)
 
 
+def test_smoke_cuts_widths_and_epochs_and_keeps_smaller_values(registry):
+    """Widths are a budget (kddbench.smoke): ConvNets and the MLP train at 16 channels, a
+    smaller given width stays, and every protocol trains 1 epoch of 1 batch."""
+    from kddbench.suite import build_suite
+
+    raw = {"experiments": [
+        {"name": "wide", "task": "condense", "dataset": "cifar10", "method": "dm", "ipc": 10,
+         "eval_arch": "convnet3", "recipe": {"epochs": 30}},
+        {"name": "narrow", "task": "condense", "dataset": "cifar10", "method": "random",
+         "ipc": 10, "eval_arch": "mlp", "options": {"mlp": {"width": 8}}}]}
+    wide, narrow = smoke.smoke_cells(build_suite(raw, "t", registry).cells, registry)
+    assert wide.options["convnet3"]["width"] == 16 and wide.options["convnet3"]["depth"] == 3
+    assert wide.options["dm"]["iterations"] == 1
+    assert narrow.options["mlp"]["width"] == 8
+    for cell in (wide, narrow):
+        assert cell.recipe["epochs"] == 1 and cell.recipe["steps_per_epoch"] == 1
+    assert smoke._cut(0, 1) == 1 and smoke._cut(5, 1) == 1 and smoke._cut(True, 2) == 2
+
+
 def test_representative_subset_covers_every_plugin_pairing(registry):
     suite = _suite()
     subset = smoke.representative(suite.cells, registry)

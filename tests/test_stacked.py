@@ -47,7 +47,10 @@ def _one_by_one_and_stacked(recipe, augment=None, soft=False, count=3, dtype=tor
         train(net, x, y, recipe, make_generator(100 + m), augment)
     results = train_stacked(stacked, x, y, recipe, [make_generator(100 + m) for m in range(count)],
                             augment)
-    assert [r.steps for r in results] == [recipe.epochs * -(-len(x) // recipe.batch_size)] * count
+    per_epoch = -(-len(x) // recipe.batch_size)
+    if recipe.steps_per_epoch:
+        per_epoch = min(per_epoch, recipe.steps_per_epoch)
+    assert [r.steps for r in results] == [recipe.epochs * per_epoch] * count
     return alone, stacked
 
 
@@ -57,6 +60,7 @@ RECIPES = {
                                  schedule="cosine", warmup_epochs=1),
     "adamw-smoothing": Recipe(epochs=2, batch_size=40, optimizer="adamw", lr=0.003,
                               label_smoothing=0.1),
+    "sgd-two-steps-an-epoch": Recipe(epochs=3, batch_size=8, lr=0.05, steps_per_epoch=2),
 }
 
 

@@ -399,3 +399,40 @@ def test_a_suite_builds_the_experts_once_ahead_and_every_cell_shares_them(tmp_pa
     again = run(3, "second")
     assert (again["status"] == "ok").all() and (again["condense.experts_built"] == 0).all()
     assert len(list(experts.glob("*.pt"))) == 4
+
+
+def test_a_zca_setting_runs_on_whitened_data_and_names_the_fix_without_it(tmp_path):
+    """`transform = "zca"` whitens every split (experts, condensation and evaluation see the
+    same data, a different artifact from the raw one); without it a ZCA setting fails in one
+    line that names the fix."""
+    from kddbench import api
+
+    opts = "\n".join(f"  {k} = {v!r}".replace("'", '"') for k, v in {**TINY, "zca": "on"}.items())
+    cache = tmp_path / "cache"
+
+    def run(extra, name):
+        text = (E2E_SUITE.replace("IPC", "2").replace("OPTIONS", opts).replace("tm_e2e", name)
+                .replace('method = ["mtt", "pad"]', 'method = "mtt"' + extra)
+                .split("  [experiments.options.pad]")[0])
+        suite = tmp_path / f"{name}.toml"
+        suite.write_text(text)
+        return api.run(str(suite), tmp_path / name, cache_dir=str(cache), jobs=1,
+                       progress=False, threads=1, device="cpu")
+
+    whitened = run('\ntransform = "zca"', "zca")
+    assert len(whitened) == 1 and (whitened["status"] == "ok").all(), whitened.get("error")
+    assert len(list((cache / "artifacts" / "transforms").glob("*.pt"))) == 1
+    raw = run("", "raw")
+    assert (raw["status"] == "error").all()
+    message = raw["error"].iloc[0]
+    assert 'transform = "zca"' in message and "\n" not in message
+    # experts are keyed by the data they saw: 2 on the whitened data (the set's), 2 on the raw
+    import json
+
+    def keys(kind):
+        return [json.loads(p.read_text())["key"]["data"]
+                for p in (cache / "artifacts" / kind).glob("*.json")]
+
+    (whitened_data,) = keys("condensed")
+    experts = keys("expert_trajectories")
+    assert len(experts) == 4 and experts.count(whitened_data) == 2 and len(set(experts)) == 2

@@ -4,7 +4,8 @@ from kddbench.options import Choice, Int
 
 _N = "kddbench_plugins.architectures.networks:"
 NORMS = ("instancenorm", "batchnorm", "layernorm", "groupnorm", "none")
-CONVNET_OPTIONS = {"depth": Int(3, min=1), "width": Int(128, min=1),
+SMOKE_WIDTH = 16  # the channel count of a smoke run (kddbench.smoke): a budget, not a shape
+CONVNET_OPTIONS = {"depth": Int(3, min=1), "width": Int(128, min=1, smoke=SMOKE_WIDTH),
                    "act": Choice("relu", ("relu", "sigmoid", "leakyrelu", "tanh")),
                    "norm": Choice("instancenorm", NORMS),
                    "pool": Choice("avgpool", ("avgpool", "maxpool", "none"))}
@@ -39,7 +40,7 @@ def kddbench_architectures():
     yield _convnet("convnet7", "ConvNet-7 for large images (MHIST 224x224)", depth=7)
     yield _convnet("convnet7-bn", "ConvNet-7 with batch norm", depth=7, norm="batchnorm")
     yield ArchitectureSpec("mlp", _N + "mlp", "MLP in->128->128->classes, ReLU",
-                           options={"width": Int(128, min=1)})
+                           options={"width": Int(128, min=1, smoke=SMOKE_WIDTH)})
     yield ArchitectureSpec("lenet", _N + "lenet", "LeNet-5 style: conv 6, conv 16, fc 120, 84")
     yield ArchitectureSpec("alexnet", _N + "alexnet",
                            "CIFAR-style AlexNet of the DC papers (128, 192, 256, 192, 192)",

@@ -8,7 +8,7 @@ CPU budgets), ``init`` ("real" | "noise"), ``lr_img``, ``momentum_img``, ``augme
 ("dsa" | "none"), ``checkpoint_every`` (iterations between saved states; 0 = never).
 """
 from kddbench import CondenserSpec, SectionSpec, TaskSpec, hookimpl
-from kddbench.axes import AxisUnused, IntAxis, PluginAxis, ProtocolAxis
+from kddbench.axes import AxisUnused, IntAxis, PluginAxis, ProtocolAxis, StrAxis
 from kddbench.options import Bool, Choice, Float, Int, Str
 from kddbench.metrics import PROTOCOL_METRICS, MetricSpec
 from kddbench.validation import EVALUATION_METRICS
@@ -33,13 +33,19 @@ def _init(default):
 _EMBED = {"train_epochs": Int(0, min=0, doc="0 = a randomly initialised net"),
           "lr": Float(0.01, min=0), "candidates_per_class": Int(0, min=0, doc="0 = all"),
           "normalize": Bool(False)}
-_GM = {"iterations": Int(1000, min=1, smoke=2),
+_GM = {"iterations": Int(1000, min=1, smoke=1),
        "outer_loop": Int(0, min=0, smoke=1, doc="0 = by IPC"),
        "inner_loop": Int(0, min=0, smoke=1, doc="0 = by IPC"), "batch_real": Int(256, min=1),
        "batch_train": Int(256, min=1), "lr_img": Float(0.1, min=0),
        "momentum_img": Float(0.5, min=0, max=1), "lr_net": Float(0.01, min=0),
        "bn_real_per_class": Int(16, min=1), "checkpoint_every": Int(10, min=0, doc="0 = never")}
 
+
+# the condensation tasks' data-set-level transform (e.g. zca: MTT's CIFAR settings whiten).
+# A string, not a plugin axis: options are keyed by plugin name, and `dsa` names both a
+# condenser and an augmentation; the run context checks the name (one line when unknown).
+TRANSFORM_AXIS = StrAxis(doc="a data-set-level augmentation (e.g. zca) applied to every split "
+                         "before condensation and evaluation; none by default")
 
 @hookimpl
 def kddbench_condensers():
@@ -85,7 +91,7 @@ def kddbench_condensers():
         "DM distribution matching (Zhao & Bilen 2023): class-mean embeddings of real vs "
         "synthetic images through a fresh frozen random net each iteration, DSA on both; "
         "lr_img 0 = the paper's (1.0; 10 at IPC >= 100)",
-        version="1", options={"iterations": Int(20000, min=1, smoke=2), "batch_real": Int(256, min=1),
+        version="1", options={"iterations": Int(20000, min=1, smoke=1), "batch_real": Int(256, min=1),
                               "lr_img": Float(0.0, min=0, doc="0 = the paper's"),
                               "momentum_img": Float(0.5, min=0, max=1), "init": _init("real"),
                               "augment": _augment("dsa"),
@@ -97,7 +103,7 @@ def kddbench_condensers():
         "(p=4, instance norm, 8000 it, 256 real/class) or 'code' (released code: batch norm, "
         "p=1, 20000 it, 64 real/class); 0 / 'auto' options follow the setting",
         version="1", options={"setting": Choice("paper", ("paper", "code")),
-                              "iterations": Int(0, min=0, smoke=2, doc="0 = the setting's"),
+                              "iterations": Int(0, min=0, smoke=1, doc="0 = the setting's"),
                               "p": Float(0.0, min=0, doc="0 = the setting's"),
                               "batch_real": Int(0, min=0, doc="0 = the setting's"),
                               "norm": Choice("auto", ("auto", "as_built", "batchnorm")),
@@ -128,7 +134,7 @@ def _performance_matching():
         "learned step size per GD step (steps x epochs), Adam through the unrolled descent "
         "from fixed or random initial weights; its own evaluation in condense.ddwang_accuracy",
         version="1", options={
-            "iterations": Int(0, min=0, smoke=2, doc="0 = 400 passes over the real set"),
+            "iterations": Int(0, min=0, smoke=1, doc="0 = 400 passes over the real set"),
             "steps": Int(0, min=0, doc="GD steps per epoch, must divide ipc; 0 = the largest "
                          "divisor of ipc up to 10"),
             "epochs": Int(3, min=1, doc="passes over the steps"),
@@ -149,7 +155,7 @@ def _performance_matching():
         "ridge regression on the synthetic set, kernel = features of a pool of networks "
         "trained online on it, predicts a real batch; hard labels or learn_labels",
         version="1", options={
-            "iterations": Int(5000, min=1, smoke=2), "batch_real": Int(1024, min=1),
+            "iterations": Int(5000, min=1, smoke=1), "batch_real": Int(1024, min=1),
             "lr_img": Float(0.001, min=0), "lr_label": Float(0.001, min=0),
             "learn_labels": Bool(False), "reg": Float(1e-6, min=0,
                                                       doc="ridge x trace(K)/n"),
@@ -166,7 +172,7 @@ def _tm_options(**pad):
                                    "cifar100_ipc1", "cifar100_ipc10", "cifar100_ipc50", "cpu"),
                           doc="the reference's per-setting defaults; auto = by data set and "
                           "IPC, else 'cpu'"),
-        "iterations": Int(5000, min=1, smoke=2),
+        "iterations": Int(5000, min=1, smoke=1),
         "syn_steps": Int(0, min=0, smoke=2,
                          doc="student steps on the synthetic set; 0 = setting's"),
         "expert_epochs": Int(0, min=0, doc="M: expert epochs matched; 0 = setting's"),
@@ -236,7 +242,8 @@ def kddbench_tasks():
               "method": PluginAxis("condenser", required=True),
               "ipc": IntAxis(min=1, doc="images per class"),
               "distill_arch": PluginAxis("architecture", doc="the net condensation uses"),
-              "eval_arch": PluginAxis("architecture", required=True)},
+              "eval_arch": PluginAxis("architecture", required=True),
+              "transform": TRANSFORM_AXIS},
         rules=(AxisUnused("ipc", by="method", flag="uses_ipc"),),
         cost="kddbench_plugins.condensation.costs:condense_cost",  # image passes, for --dry-run
         artifacts="kddbench_plugins.condensation.task:declared_artifacts",  # built first
@@ -259,7 +266,8 @@ def kddbench_tasks():
                                          doc="the net the set was condensed on"),
               "eval_arch": PluginAxis("architecture", required=True,
                                       doc="the pool, e.g. mlp, convnet3, lenet, alexnet, "
-                                      "vgg11, resnet18")},
+                                      "vgg11, resnet18"),
+              "transform": TRANSFORM_AXIS},
         rules=(AxisUnused("ipc", by="method", flag="uses_ipc"),),
         cost="kddbench_plugins.condensation.costs:condense_cost",
         sections=("cross_arch",),
@@ -283,7 +291,8 @@ def kddbench_tasks():
               "distill_arch": PluginAxis("architecture", doc="the net condensation uses"),
               "eval_arch": PluginAxis("architecture", required=True),
               "full_protocol": ProtocolAxis(required=True,
-                                            doc="the recipe of the whole-set run (HLR)")},
+                                            doc="the recipe of the whole-set run (HLR)"),
+              "transform": TRANSFORM_AXIS},
         sections=("dd_ranking",),
         metrics=(MetricSpec("hlr", False, "points", 2, "hard-label recovery: whole set minus "
                             "the set with hard labels"),

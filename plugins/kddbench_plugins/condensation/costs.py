@@ -7,7 +7,7 @@ evaluation is always counted).
 """
 from __future__ import annotations
 
-from kddbench.cost import TRAIN_PASSES, Work, load_ref, train_passes
+from kddbench.cost import TRAIN_PASSES, Work, load_ref, recipe_train_passes, train_passes
 
 # (outer_loop, inner_loop) by images per class: the table of gradient_matching (kept in step
 # by tests/test_smoke_paper_tables.py)
@@ -87,7 +87,7 @@ def condense_cost(cell, info) -> list[Work]:
                                                                      distill)))
     n = data.train if not spec.uses_ipc else min(int(ipc), data.train_per_class) * data.classes
     recipe = info.recipe(cell)
-    works.append(Work(cell["eval_arch"], data, train_passes(recipe["epochs"], n) + data.test,
+    works.append(Work(cell["eval_arch"], data, recipe_train_passes(recipe, n) + data.test,
                       "evaluate", arch_options=info.options(cell, "architecture",
                                                             cell["eval_arch"])))
     return works

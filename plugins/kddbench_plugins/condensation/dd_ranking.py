@@ -37,7 +37,7 @@ from kddbench.protocol import PROTOCOL_VERSION, Recipe, train_and_evaluate
 from kddbench.sections import key_problems, label
 from kddbench.suite import PROTOCOL_OPTION_PREFIX
 
-from .task import condensed_set
+from .task import cell_data, condensed_set
 
 EVAL_VERSION = "1"  # bump when the runs below change
 RANDOM = "random"   # the random-subset condenser of this package
@@ -90,7 +90,7 @@ def _shared(ctx, cell, data, what: str, recipe: Recipe, build) -> float:
 
 
 def run(cell, ctx) -> dict:
-    data = ctx.data(cell["dataset"], cell=cell)
+    data = cell_data(cell, ctx)
     recipe = ctx.recipe(cell)
     plain = recipe.with_(augment="none")
     syn, seconds = condensed_set(cell, ctx, data)

@@ -48,21 +48,24 @@ def declare(args: Mapping[str, Any], registry) -> list:
             {"dataset": args["dataset"], "dataset_options": args.get("dataset_options"),
              "distill_arch": args["distill_arch"],
              "distill_arch_options": args.get("distill_arch_options"),
-             "options": expert_options, "index": index},
+             "options": expert_options, "index": index,
+             **({"transform": args["transform"]} if args.get("transform") else {})},
             description=f"expert {index + 1}/{options['num_experts']} on "
                         f"{args['distill_arch']}, {args['dataset']}"))
     return out
 
 
 def expert(ctx, *, dataset: str, dataset_options, distill_arch: str, distill_arch_options,
-           options: Mapping[str, Any], index: int) -> None:
+           options: Mapping[str, Any], index: int, transform: str | None = None) -> None:
     """Get or build one expert in the run's artifact cache."""
     from kddbench.condense import CondenseRequest
     from kddbench.protocol import make_generator
 
     from .trajectory_matching import build_expert
 
-    data = ctx.data(dataset, dataset_options)
+    from .task import data_for
+
+    data = data_for(ctx, dataset, dataset_options, transform)
     request = CondenseRequest(
         data=data, ipc=None, arch=distill_arch,
         build_net=lambda s: ctx.build_net(distill_arch, data, s, distill_arch_options),

@@ -22,8 +22,22 @@ def method_options(cell, spec) -> dict:
 CONDENSED = "kddbench_plugins.condensation.task:condensed"  # the artifact builder
 
 
+def data_for(ctx, dataset: str, dataset_options=None, transform: str | None = None, cell=None):
+    """The data set a condensation cell works on: loaded, then the data-set-level ``transform``
+    (the cell's ``transform`` axis, e.g. ``zca``) applied to every split when one is named --
+    the same data for the condensation, its experts and the evaluation."""
+    data = ctx.data(dataset, cell=cell) if cell is not None else ctx.data(dataset,
+                                                                          dataset_options)
+    return ctx.transform(transform, data)
+
+
+def cell_data(cell, ctx):
+    """:func:`data_for` of a cell."""
+    return data_for(ctx, cell["dataset"], transform=cell.get("transform"), cell=cell)
+
+
 def condensed_request(registry, *, dataset: str, options, method: str, ipc, distill_arch: str,
-                      seed: int, holdout=None):
+                      seed: int, holdout=None, transform: str | None = None):
     """The :class:`~kddbench.artifacts.ArtifactRequest` of one condensed set (None for a
     method whose output is not cached, e.g. ``full``).  Any task that needs a condensed set
     declares it with this (``options`` are the cell's, by plugin name); the method's own
@@ -41,6 +55,8 @@ def condensed_request(registry, *, dataset: str, options, method: str, ipc, dist
             "distill_arch_options": options.get(arch_spec.name), "seed": seed}
     if holdout:  # condensed from the training set less a validation split
         args["holdout"] = dict(holdout)
+    if transform not in (None, "", "none"):  # condensed on transformed data (e.g. zca)
+        args["transform"] = transform
     needs = ()
     if getattr(spec, "artifacts", None):
         declare = spec.artifacts
@@ -58,7 +74,7 @@ def declared_artifacts(cell, registry) -> list:
     request = condensed_request(
         registry, dataset=cell["dataset"], options=cell.options, method=cell["method"],
         ipc=cell.get("ipc"), distill_arch=cell.get("distill_arch") or cell["eval_arch"],
-        seed=cell.seed, holdout=holdout(cell.recipe, cell.seed))
+        seed=cell.seed, holdout=holdout(cell.recipe, cell.seed), transform=cell.get("transform"))
     return [request] if request is not None else []
 
 
@@ -83,18 +99,19 @@ def check_condensed(value) -> str | None:
 
 def condensed(ctx, *, dataset: str, dataset_options, method: str, method_options, ipc,
               distill_arch: str, distill_arch_options, seed: int, label: str = "",
-              holdout=None):
+              holdout=None, transform: str | None = None):
     """The stored form of one condensed set (a dict of tensors), from the cache or built now.
 
     The cache key is (data fingerprint, method, its options and version, ipc, distillation
     architecture with its options and version, seed); the condensation's randomness comes
     from ``seed`` alone, so every task that asks for the same set gets the same images.
     ``holdout`` (:func:`kddbench.validation.holdout`): condense the training set less that
-    validation split (the data's fingerprint, hence the key, says which images it saw)."""
+    validation split (the data's fingerprint, hence the key, says which images it saw);
+    ``transform``: a data-set-level transform applied first (the fingerprint says so too)."""
     from kddbench.context import derive_seed
     from kddbench.protocol import make_generator
 
-    data = split_data(ctx.data(dataset, dataset_options), holdout)[0]
+    data = split_data(data_for(ctx, dataset, dataset_options, transform), holdout)[0]
     spec = ctx.registry.get("condenser", method)
     options = {**dict(method_options or {}), **names.parse(method)[1]}
     arch_spec = ctx.registry.get("architecture", distill_arch)
@@ -145,7 +162,8 @@ def condensed_set(cell, ctx, data=None) -> tuple[SyntheticSet, float]:
         ipc=cell.get("ipc"), distill_arch=cell.get("distill_arch") or cell["eval_arch"],
         distill_arch_options=cell.options.get(ctx.registry.get(
             "architecture", cell.get("distill_arch") or cell["eval_arch"]).name),
-        seed=cell.seed, label=cell.label(), holdout=holdout(cell.recipe, cell.seed))
+        seed=cell.seed, label=cell.label(), holdout=holdout(cell.recipe, cell.seed),
+        transform=cell.get("transform"))
     syn = SyntheticSet.from_tensors(stored)
     syn.info = dict(stored.get("info", {}))
     return syn, float(stored.get("seconds", 0.0))
@@ -180,7 +198,7 @@ def evaluate_set(cell, ctx, arch: str, view=None, pictures: bool = False) -> dic
     own initial weights (network 0 the cell's usual ones), the same for every set it trains on,
     so candidates are paired across proxies.  Reports ``set_reused`` (1 when the set came from
     the artifact store)."""
-    data = ctx.data(cell["dataset"], cell=cell)
+    data = cell_data(cell, ctx)
     recipe = ctx.recipe(cell)
     split = holdout(recipe, cell.seed)
     data, x_val, y_val = split_data(data, split)

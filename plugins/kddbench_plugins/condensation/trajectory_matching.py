@@ -568,9 +568,9 @@ def build_expert(request: CondenseRequest, options: Mapping[str, Any], index: in
 def _check_zca(data: DataSplits, zca: bool) -> None:
     if zca and "zca" not in set(data.traits):
         raise KddbenchError(
-            "zca = true needs the data ZCA-whitened before condensation and evaluation (a "
-            "data-set-level 'zca' transform applied by the task); this data is not: set "
-            "zca = false")
+            "this setting uses ZCA-whitened data (zca = on, or auto at a ZCA setting of the "
+            "reference); this data is not: add transform = \"zca\" to the experiment (the "
+            "task whitens every split before condensation and evaluation) or set zca = \"off\"")
 
 
 def trajectory_matching(

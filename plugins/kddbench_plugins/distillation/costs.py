@@ -7,7 +7,7 @@ bound; cached outputs without augmentation cost one pass per image).
 """
 from __future__ import annotations
 
-from kddbench.cost import Work, train_passes
+from kddbench.cost import TRAIN_PASSES, Work, recipe_train_passes
 
 RESERVED_TEACHER, RESERVED_NONE = "teacher", "none"
 
@@ -19,7 +19,7 @@ def kd_cost(cell, info) -> list[Work]:
     teacher, student = cell["teacher"], cell["student"]
     t_opts = info.options(cell, "architecture", teacher)
     t_recipe = info.recipe(cell, "teacher_protocol")
-    works = [Work(teacher, data, train_passes(t_recipe["epochs"], data.train) + data.test,
+    works = [Work(teacher, data, recipe_train_passes(t_recipe, data.train) + data.test,
                   "teacher", key=("teacher", data.name, teacher, t_opts, t_recipe, cell.seed),
                   arch_options=t_opts)]
     role = cell["kd_method"]
@@ -41,9 +41,10 @@ def kd_cost(cell, info) -> list[Work]:
                           arch_options=info.options(cell, "architecture", distill)))
     recipe = info.recipe(cell)
     s_opts = info.options(cell, "architecture", student)
-    works.append(Work(student, data, train_passes(recipe["epochs"], n) + data.test, "student",
+    works.append(Work(student, data, recipe_train_passes(recipe, n) + data.test, "student",
                       arch_options=s_opts))
     if role != RESERVED_NONE:
-        works.append(Work(teacher, data, float(recipe["epochs"]) * n, "teacher outputs",
+        works.append(Work(teacher, data, recipe_train_passes(recipe, n) / TRAIN_PASSES,
+                          "teacher outputs",
                           arch_options=t_opts))
     return works
