@@ -68,7 +68,8 @@ STACK_MODES = ("auto", "on", "off")
 
 RECIPE_OPTIONS = {
     "epochs": Int(300, min=1, smoke=1, doc="passes over the training set"),
-    "batch_size": Int(256, min=1),
+    "batch_size": Int(256, min=1, smoke=64, doc="a smoke run's 64 still exercises the CPU's "
+                      "micro-batching (kddbench.protocol)"),
     "steps_per_epoch": Int(0, min=0, smoke=1, doc="at most this many batches per epoch (the "
                            "first of each epoch's shuffle); 0 = every batch. A budget knob for "
                            "quick and smoke runs"),

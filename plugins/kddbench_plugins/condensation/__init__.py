@@ -137,7 +137,7 @@ def _performance_matching():
             "iterations": Int(0, min=0, smoke=1, doc="0 = 400 passes over the real set"),
             "steps": Int(0, min=0, doc="GD steps per epoch, must divide ipc; 0 = the largest "
                          "divisor of ipc up to 10"),
-            "epochs": Int(3, min=1, doc="passes over the steps"),
+            "epochs": Int(3, min=1, smoke=1, doc="passes over the steps"),
             "batch_real": Int(1024, min=1),
             "lr_img": Float(0.01, min=0, doc="Adam lr of images and step sizes"),
             "lr_step_init": Float(0.02, min=0, doc="initial step size (CIFAR-10: 0.001)"),
@@ -147,7 +147,8 @@ def _performance_matching():
                                    doc="one seeded initial net, or fresh ones every iteration"),
             "weight_init": Choice("xavier", ("xavier", "as_built")),
             "init": _init("noise"),
-            "eval_draws": Int(10, min=1, doc="initial nets of the own evaluation (random)"),
+            "eval_draws": Int(10, min=1, smoke=2,
+                              doc="initial nets of the own evaluation (random)"),
             "checkpoint_every": Int(100, min=0, doc="0 = never")})
     yield CondenserSpec(
         "krr", "kddbench_plugins.condensation.kernel_ridge:krr",

@@ -171,8 +171,13 @@ def condensed_set(cell, ctx, data=None) -> tuple[SyntheticSet, float]:
 
 def write_pictures(cell, ctx, data, syn: SyntheticSet) -> None:
     """Grids of a synthesised set at initialisation and at the end, and its loss curve, under
-    ``<report dir>/pictures/`` (only for methods that synthesise and log a curve)."""
+    ``<report dir>/pictures/`` (only for methods that synthesise and log a curve; a smoke run
+    draws those of seed 0 only: the same code path, without a grid per seed)."""
+    from kddbench.smoke import is_smoke
+
     if ctx.output_dir is None or syn.init_images is None or not syn.curve:
+        return
+    if is_smoke(cell) and cell.seed != 0:
         return
     from .pictures import write_pictures as draw
 
