@@ -294,6 +294,7 @@ def kddbench_tasks():
               "full_protocol": ProtocolAxis(required=True,
                                             doc="the recipe of the whole-set run (HLR)"),
               "transform": TRANSFORM_AXIS},
+        cost="kddbench_plugins.condensation.costs:dd_ranking_cost",
         sections=("dd_ranking",),
         metrics=(MetricSpec("hlr", False, "points", 2, "hard-label recovery: whole set minus "
                             "the set with hard labels"),

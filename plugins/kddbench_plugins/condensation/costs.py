@@ -91,3 +91,27 @@ def condense_cost(cell, info) -> list[Work]:
                       "evaluate", arch_options=info.options(cell, "architecture",
                                                             cell["eval_arch"])))
     return works
+
+
+def dd_ranking_cost(cell, info) -> list[Work]:
+    """The ``dd_ranking`` task: the set's condensation and evaluation (as ``condense``), the
+    set again without augmentation, the random subset under both (shared by every method of a
+    seed and budget) and the whole set under ``full_protocol`` (shared by every cell of a seed)."""
+    works = condense_cost(cell, info)
+    data = info.data(cell["dataset"], cell)
+    evaluate = works[-1]
+    recipe = info.recipe(cell)
+    arch = info.options(cell, "architecture", cell["eval_arch"])
+    augmented = recipe.get("augment", "none") != "none"
+    if augmented:
+        works.append(Work(cell["eval_arch"], data, evaluate.passes, "evaluate without augmentation",
+                          arch_options=arch))
+    for aug in ((True, False) if augmented else (False,)):
+        works.append(Work(cell["eval_arch"], data, evaluate.passes, "random subset",
+                          key=("dd_ranking random", data.name, cell.get("ipc"), cell.seed, aug,
+                               cell["eval_arch"], recipe), arch_options=arch))
+    full = info.recipe(cell, "full_protocol")
+    works.append(Work(cell["eval_arch"], data, recipe_train_passes(full, data.train) + data.test,
+                      "whole set", key=("dd_ranking full", data.name, cell.seed,
+                                        cell["eval_arch"], full), arch_options=arch))
+    return works
