@@ -49,7 +49,8 @@ def test_table_typo_exits_2_with_one_line(tmp_path, cli):
     assert code == 2 and "Traceback" not in err
     assert err.strip().splitlines() == [
         f"{path}: tables[0].columns[0]: unknown axis 'icp'; did you mean 'ipc'? (axes of toy: "
-        "dataset, method, ipc, distill_arch, eval_arch, experiment, task, protocol, seed)"]
+        "dataset, method, ipc, distill_arch, eval_arch, transform, experiment, task, protocol, "
+        "seed)"]
 
 
 def test_a_table_never_averages_a_hidden_axis(tmp_path):

@@ -205,7 +205,7 @@ def test_killing_the_runner_leaves_no_orphan_workers(tmp_path):
 
 @pytest.mark.slow
 def test_ctrl_c_stops_a_pool_run_and_keeps_finished_cells(tmp_path):
-    suite = write_suite(tmp_path / "tiny.toml", TINY_SUITE.replace("epochs = 3", "epochs = 300"))
+    suite = write_suite(tmp_path / "tiny.toml", TINY_SUITE.replace("epochs = 3", "epochs = 1000"))
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "kddbench.cli", "run", str(suite), "--out", str(out),
            "--jobs", "2", "--no-progress"]
