@@ -101,10 +101,14 @@ class RunContext:
     # networks --------------------------------------------------------------
     def build_net(self, arch: str, data: DataSplits, seed: int,
                   options: Mapping[str, Any] | None = None,
-                  cell: Cell | None = None) -> torch.nn.Module:
+                  cell: Cell | None = None, empty: bool = False) -> torch.nn.Module:
         """A fresh network for ``data``, its weights drawn from ``seed`` alone.
 
-        Options come from ``options``, else from the suite's options for it in ``cell``."""
+        Options come from ``options``, else from the suite's options for it in ``cell``.
+        ``empty``: the caller loads every weight from a stored state, so the network is built
+        on the meta device and materialised uninitialised (no initialisation is computed: a
+        ResNet-50's takes a second on a CPU); where that cannot be done safely (a buffer a
+        state dict does not hold, a constructor that needs real tensors) it is built as usual."""
         spec = self.registry.get("architecture", arch)
         if options is None and cell is not None:
             options = cell.options.get(spec.name)
@@ -113,8 +117,18 @@ class RunContext:
         opts.update(inline)
         if spec.prefix and ":" in base:
             opts["name"] = base.split(":", 1)[1]
+        build = spec.load()
+        if empty:
+            try:
+                with torch.device("meta"):
+                    net = build(data.channels, data.num_classes, data.image_size, **opts)
+                stored = set(net.state_dict())
+                if all(name in stored for name, _ in net.named_buffers()):
+                    return net.to_empty(device=self.device)
+            except Exception:  # noqa: BLE001 - any failure: the usual build below
+                pass
         with seeded(seed):
-            net = spec.load()(data.channels, data.num_classes, data.image_size, **opts)
+            net = build(data.channels, data.num_classes, data.image_size, **opts)
         return net.to(self.device)
 
     def checkpoint(self, key: Mapping[str, Any]) -> Checkpoint:

@@ -63,3 +63,25 @@ def test_too_small_images_for_a_deep_convnet_are_explained(registry):
 def test_unknown_timm_model_is_explained(registry):
     with pytest.raises(ValueError, match="unknown timm model 'resnet9000'"):
         _build(registry, "timm:resnet9000", (3, 32, 32))
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "convnet3-bn", "vgg11", "mlp"])
+def test_an_empty_network_loads_a_state_and_computes_the_same(arch):
+    """`build_net(..., empty=True)` (a network whose weights are loaded, e.g. a stored teacher)
+    skips the initialisation; loaded with a state it is the same function."""
+    import torch
+
+    from kddbench.context import RunContext
+    from kddbench.plugins import get_registry
+
+    class Data:
+        channels, num_classes, image_size = 3, 10, (32, 32)
+
+    ctx = RunContext(get_registry())
+    usual = ctx.build_net(arch, Data, 0).eval()
+    empty = ctx.build_net(arch, Data, 0, empty=True)
+    assert {k: v.shape for k, v in empty.state_dict().items()} == \
+        {k: v.shape for k, v in usual.state_dict().items()}
+    empty.load_state_dict(usual.state_dict())
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(usual(x), empty.eval()(x))

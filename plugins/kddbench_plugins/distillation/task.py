@@ -142,7 +142,7 @@ def teacher(ctx, *, dataset: str, dataset_options, arch: str, arch_options, reci
         return {"state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
                 "metrics": {k: float(v) for k, v in metrics.items()}}
 
-    net = ctx.build_net(arch, data, init_seed, arch_options)
+    net = ctx.build_net(arch, data, init_seed, arch_options, empty=True)  # loaded below
     stored = ctx.artifacts.get_or_build(
         "teacher", key, build, check=check_teacher(net),
         provenance={"cell": label or f"{arch} seed {seed}", "dataset": dataset})
