@@ -205,12 +205,16 @@ def test_killing_the_runner_leaves_no_orphan_workers(tmp_path):
 
 @pytest.mark.slow
 def test_ctrl_c_stops_a_pool_run_and_keeps_finished_cells(tmp_path):
-    suite = write_suite(tmp_path / "tiny.toml", TINY_SUITE.replace("epochs = 3", "epochs = 1000"))
+    suite = write_suite(tmp_path / "tiny.toml", TINY_SUITE.replace("epochs = 3", "epochs = 300"))
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "kddbench.cli", "run", str(suite), "--out", str(out),
            "--jobs", "2", "--no-progress"]
+
+    def default_sigint():  # a shell's background job ignores SIGINT, and its children inherit it
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=default_sigint)
     deadline = time.time() + 120
     while time.time() < deadline and not list((out / "records").glob("*.json")):
         time.sleep(0.02)
