@@ -159,7 +159,8 @@ class RunContext:
 
     def transform(self, name: str | None, data: DataSplits) -> DataSplits:
         """``data`` with the data-set-level transform ``name`` (e.g. ``zca``) applied to both
-        splits; the fitted state is an artifact keyed by the data set's fingerprint."""
+        splits; the fitted state is an artifact keyed by the data set's fingerprint, and the
+        transformed splits are kept for this process like the loaded ones."""
         if name in ("", "none", None):
             return data
         spec = self.registry.get("augmentation", name)
@@ -167,9 +168,12 @@ class RunContext:
             raise KddbenchError(f"{spec.name!r} is a batch augmentation, not a data-set-level "
                                 "transform")
         opts = spec.resolve_options(names.parse(str(name))[1])
-        transform = spec.load()(data, **opts)
         key = {"transform": spec.name, "version": spec.version, "options": opts,
                "data": data.fingerprint()}
+        kept = f"transform:{short_hash(key)}"
+        if kept in self._data:
+            return self._data[kept]
+        transform = spec.load()(data, **opts)
         state = self.artifacts.get_or_build("transforms", key, lambda: transform.fit(data.x_train))
         problem = transform.check(state) if hasattr(transform, "check") else None
         if problem:
@@ -181,4 +185,5 @@ class RunContext:
                          data.mean, data.std, data.notes, None,
                          frozenset(data.traits) | {spec.name})  # methods can tell (e.g. zca)
         out.fingerprint()
+        self._data[kept] = out
         return out

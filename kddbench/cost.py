@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
 from .cells import Cell, short_hash
+from .recipe import epoch_images
 
 TRAIN_PASSES = 3.0  # a training step on one image, in forward passes (forward + backward)
 
@@ -73,10 +74,8 @@ def train_passes(epochs: int, images: int) -> float:
 def recipe_train_passes(recipe: Mapping[str, Any], images: int) -> float:
     """:func:`train_passes` of a recipe (a cell's recipe dict): its epochs over ``images``, or
     over the first ``steps_per_epoch`` batches of each epoch when that cap is set."""
-    per_epoch = float(images)
-    cap = int(recipe.get("steps_per_epoch") or 0)
-    if cap:
-        per_epoch = min(per_epoch, float(cap * int(recipe.get("batch_size", 256))))
+    per_epoch = epoch_images(int(images), int(recipe.get("batch_size", 256)),
+                             int(recipe.get("steps_per_epoch") or 0))
     return train_passes(int(recipe["epochs"]), per_epoch)
 
 

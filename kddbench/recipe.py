@@ -197,11 +197,16 @@ def _is_default(key: str, value: Any) -> bool:
     return type(value) is type(default) and value == default
 
 
+def epoch_images(n: int, batch_size: int, steps_per_epoch: int) -> int:
+    """How many of ``n`` examples one epoch trains on: all, or the first ``steps_per_epoch``
+    batches' worth when that cap is set (the training loops and the cost estimate)."""
+    return n if not steps_per_epoch else min(n, steps_per_epoch * batch_size)
+
+
 def batch_starts(recipe: "Recipe", n: int, bs: int) -> range:
     """Where each batch of an epoch over ``n`` shuffled examples starts (batch size ``bs``),
     cut at ``recipe.steps_per_epoch`` batches when that is set."""
-    stop = n if not recipe.steps_per_epoch else min(n, recipe.steps_per_epoch * bs)
-    return range(0, stop, bs)
+    return range(0, epoch_images(n, bs, recipe.steps_per_epoch), bs)
 
 
 def milestone_epochs(milestones: Any, epochs: int) -> list[int]:

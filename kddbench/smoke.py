@@ -5,9 +5,10 @@ axis value, method, architecture, table and reference of the suite and cuts only
 
 * options declared with a ``smoke`` value (:class:`kddbench.options.Option`) take it (a
   positive integer already below it stays): the recipe's ``epochs``, ``steps_per_epoch`` and
-  ``batch_size`` (1 epoch of 1 batch of at most 64, for every protocol a cell names too), a method's ``iterations``, a
-  network's ``width`` (the ConvNets and the MLP: 16; depth, normalisation, pooling and the image
-  size are kept, so every layer runs at every shape but the channel count)...;
+  ``batch_size`` (1 epoch of 1 batch of at most 64, for every protocol a cell names too), a
+  method's ``iterations``, a network's ``width`` (the ConvNets and the MLP: 16; depth,
+  normalisation, pooling and the image size are kept, so every layer runs at every shape but
+  the channel count)...;
 * pictures (a task's side output, e.g. the grids of a synthesised set) may be drawn for one
   seed of each configuration only (the condensation task: seed 0);
 * data: each data set holds at most ``per_class`` real images per class in each split (the

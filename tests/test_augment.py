@@ -85,9 +85,11 @@ def test_zca_whitens_the_training_set_and_is_cached(tmp_path):
     assert out.x_train.shape == x.shape and out.fingerprint() != data.fingerprint()
     assert "zca" in out.traits and "zca" not in data.traits  # methods can tell
     assert torch.allclose(out.x_test, out.x_train[:10], atol=1e-4)
-    hits = ctx.artifacts.hits
-    ctx.transform("zca[eps=0.000001]", data)
-    assert ctx.artifacts.hits == hits + 1  # fitted once
+    assert ctx.transform("zca[eps=0.000001]", data) is out  # kept: not applied again
+    again = RunContext(registry=get_registry(), artifacts=ArtifactCache(tmp_path))
+    hits = again.artifacts.hits
+    again.transform("zca[eps=0.000001]", data)  # another process: the stored fit
+    assert again.artifacts.hits == hits + 1  # fitted once
     assert ctx.transform("none", data) is data
 
 

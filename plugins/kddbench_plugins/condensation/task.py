@@ -26,9 +26,7 @@ def data_for(ctx, dataset: str, dataset_options=None, transform: str | None = No
     """The data set a condensation cell works on: loaded, then the data-set-level ``transform``
     (the cell's ``transform`` axis, e.g. ``zca``) applied to every split when one is named --
     the same data for the condensation, its experts and the evaluation."""
-    data = ctx.data(dataset, cell=cell) if cell is not None else ctx.data(dataset,
-                                                                          dataset_options)
-    return ctx.transform(transform, data)
+    return ctx.transform(transform, ctx.data(dataset, dataset_options, cell=cell))
 
 
 def cell_data(cell, ctx):
