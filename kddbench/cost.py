@@ -79,6 +79,13 @@ def recipe_train_passes(recipe: Mapping[str, Any], images: int) -> float:
     return train_passes(int(recipe["epochs"]), per_epoch)
 
 
+def evaluation_passes(recipe: Mapping[str, Any], images: int, test_images: int) -> float:
+    """Image passes of an evaluation under the rules of :mod:`kddbench.validation`: each of the
+    recipe's ``n_models`` networks trained (:func:`recipe_train_passes`) and tested."""
+    models = int(recipe.get("n_models") or 1)
+    return models * (recipe_train_passes(recipe, images) + float(test_images))
+
+
 def load_ref(ref: Callable | str) -> Callable:
     """A callable from a callable or a ``"module:attribute"`` string."""
     if callable(ref):
@@ -109,7 +116,8 @@ class CostInfo:
         from . import names
 
         spec = self.registry.get(family, name)
-        return {**(cell.options.get(spec.name) or {}), **names.parse(str(name))[1]}
+        given = {**(cell.options.get(spec.name) or {}), **names.parse(str(name))[1]}
+        return spec.resolve_options(given) if spec.options else given
 
     def recipe(self, cell: Cell, protocol_axis: str | None = None) -> dict[str, Any]:
         """The cell's recipe, or that of the protocol named by ``protocol_axis``."""
@@ -178,7 +186,14 @@ def cell_work(cell: Cell, registry, info: CostInfo) -> list[Work] | None:
     fn = getattr(task, "cost", None)
     if fn is None:
         return None
-    return list(load_ref(fn)(cell, info))
+    from .validation import TUNE_OPTION, grid_points, with_point
+
+    grid = cell.options.get(TUNE_OPTION)
+    if not grid:
+        return list(load_ref(fn)(cell, info))
+    # a tuned cell runs once per grid point (work shared between points, such as a teacher,
+    # carries the same key and is counted once)
+    return [w for point in grid_points(grid) for w in load_ref(fn)(with_point(cell, point), info)]
 
 
 def _arch_key(work: Work) -> tuple:

@@ -7,7 +7,8 @@ evaluation is always counted).
 """
 from __future__ import annotations
 
-from kddbench.cost import TRAIN_PASSES, Work, load_ref, recipe_train_passes, train_passes
+from kddbench.cost import (TRAIN_PASSES, Work, evaluation_passes, load_ref, recipe_train_passes,
+                           train_passes)
 
 # (outer_loop, inner_loop) by images per class: the table of gradient_matching (kept in step
 # by tests/test_smoke_paper_tables.py)
@@ -50,11 +51,45 @@ def _attention_matching(options, ipc, data) -> float:
     return float(iterations) * data.classes * (real + ipc * TRAIN_PASSES)
 
 
+def _meta_learning(options, ipc, data) -> float:  # ddwang (Wang et al. 2018)
+    """Per iteration: the unrolled descent (``epochs`` passes over the synthetic set, each a
+    training step kept in the graph, then differentiated again: ~3 steps per step, as the plain
+    trajectory unroll) and the real batch's loss through the final weights; then the method's
+    own evaluation (``eval_draws`` unrolls and the test set; 1 draw with fixed weights)."""
+    n_syn = data.classes * int(ipc or 1)
+    epochs = int(options.get("epochs", 3))
+    real = min(int(options.get("batch_real", 1024)), data.train)
+    iterations = options.get("iterations") or 400 * -(-data.train // real)
+    unroll = epochs * n_syn * 3 * TRAIN_PASSES
+    draws = 1 if options.get("init_weights", "random") == "fixed" else int(
+        options.get("eval_draws", 10))
+    return (float(iterations) * (unroll + real * TRAIN_PASSES)
+            + draws * (epochs * n_syn * TRAIN_PASSES + data.test))
+
+
+def _kernel_ridge(options, ipc, data) -> float:  # krr (FRePo style)
+    """Per iteration: the real batch's features (forward only), the synthetic set's features
+    with their backward to the images, and one online training step of a pool network."""
+    n_syn = data.classes * int(ipc or 1)
+    real = min(int(options.get("batch_real", 1024)), data.train)
+    return float(options.get("iterations", 5000)) * (real + 2 * n_syn * TRAIN_PASSES)
+
+
 METHOD_COSTS = {"full": None, "random": None, "average": None, "herding": _embedding,
                 "kcenter": _embedding, "forgetting": _forgetting, "dc": _gradient_matching,
                 "dsa": _gradient_matching, "dm": _distribution_matching,
-                "datadam": _attention_matching}
+                "datadam": _attention_matching, "ddwang": _meta_learning, "krr": _kernel_ridge}
 FREE = ("full", "random", "average")  # real images: no network runs
+
+
+def artifact_costs(spec, options, data) -> list[tuple[tuple, float]]:
+    """``(key, image passes)`` of the shared artifacts a built-in method asks for (the expert
+    trajectories of ``mtt`` and ``pad``), each counted once per estimate by its key."""
+    if spec.name in ("mtt", "pad"):
+        from .trajectory_settings import expert_costs
+
+        return expert_costs(options, data)
+    return []
 
 
 def method_cost(spec, options, ipc, data) -> float | None:
@@ -85,9 +120,13 @@ def condense_cost(cell, info) -> list[Work]:
                           key=("condense", spec.name, options, ipc, distill, cell.seed,
                                data.name), arch_options=info.options(cell, "architecture",
                                                                      distill)))
+    for key, artifact_passes in artifact_costs(spec, options, data):
+        works.append(Work(distill, data, artifact_passes, "experts",
+                          key=(key, distill, data.name, cell.get("transform")),
+                          arch_options=info.options(cell, "architecture", distill)))
     n = data.train if not spec.uses_ipc else min(int(ipc), data.train_per_class) * data.classes
     recipe = info.recipe(cell)
-    works.append(Work(cell["eval_arch"], data, recipe_train_passes(recipe, n) + data.test,
+    works.append(Work(cell["eval_arch"], data, evaluation_passes(recipe, n, data.test),
                       "evaluate", arch_options=info.options(cell, "architecture",
                                                             cell["eval_arch"])))
     return works

@@ -58,14 +58,14 @@ def pad_window(ipc: int) -> tuple[int, int, int]:
 
 
 # ---------------------------------------------------------------------------------------------
-# cost (kddbench.cost): image passes of one cell's condensation, experts not included (they
-# are shared artifacts, built once for every cell that uses them)
+# cost (kddbench.cost): image passes of one cell's condensation; the experts (shared artifacts,
+# built once for every cell that uses them) are counted by expert_costs
 def cost(options, ipc, data) -> float:
     """Image passes of ``mtt`` / ``pad``: per iteration ``syn_steps`` training steps on
     ``batch_syn`` images forward, and in the backward sweep each step again with its double
     backward (constant: ~5 training steps per step in all, full: ~3; measured by
-    benchmarks/bench_trajectory.py at MNIST scale); ``pad`` adds its EL2N scoring networks."""
-    from kddbench.cost import TRAIN_PASSES, train_passes
+    benchmarks/bench_trajectory.py at MNIST scale)."""
+    from kddbench.cost import TRAIN_PASSES
 
     ipc = int(ipc or 1)
     _, st = setting_for(options.get("setting", "auto"), getattr(data, "name", ""), ipc)
@@ -75,9 +75,28 @@ def cost(options, ipc, data) -> float:
     batch = st["batch_syn"] if batch is None or batch < 0 else batch
     batch = n if batch <= 0 else min(batch, n)
     per_step = 5.0 if options.get("unroll", "constant") == "constant" else 3.0
-    total = float(options.get("iterations", 5000)) * steps * batch * per_step * TRAIN_PASSES
-    if float(options.get("el2n_keep", 1.0)) < 1.0:
+    return float(options.get("iterations", 5000)) * steps * batch * per_step * TRAIN_PASSES
+
+
+def expert_costs(options, data) -> list[tuple[tuple, float]]:
+    """``(key, image passes)`` of each expert a cell asks for: ``epochs`` training epochs on
+    the real set (PAD: on its EL2N selection, whose scoring nets count once too).  The keys
+    follow what determines an expert (expert_artifacts.EXPERT_OPTIONS), so an estimate counts
+    each expert once however many cells share it."""
+    from kddbench.cost import train_passes
+
+    from .expert_artifacts import EXPERT_OPTIONS
+
+    keep = float(options.get("el2n_keep", 1.0))
+    which = {k: options.get(k) for k in EXPERT_OPTIONS if k in options
+             and (keep < 1.0 or not k.startswith("el2n"))}
+    images = max(1, int(round(data.train * min(1.0, keep))))
+    out = []
+    if keep < 1.0:
         nets = int(options.get("el2n_nets", 2))
-        total += nets * (train_passes(int(options.get("el2n_epochs", 2)), data.train)
-                         + data.train)
-    return total
+        out.append((("el2n", which), nets * (train_passes(int(options.get("el2n_epochs", 2)),
+                                                          data.train) + data.train)))
+    for index in range(int(options.get("num_experts", 100))):
+        out.append((("expert", which, index),
+                    train_passes(int(options.get("epochs", 50)), images)))
+    return out

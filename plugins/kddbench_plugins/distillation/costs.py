@@ -7,7 +7,7 @@ bound; cached outputs without augmentation cost one pass per image).
 """
 from __future__ import annotations
 
-from kddbench.cost import TRAIN_PASSES, Work, recipe_train_passes
+from kddbench.cost import TRAIN_PASSES, Work, evaluation_passes, recipe_train_passes
 
 RESERVED_TEACHER, RESERVED_NONE = "teacher", "none"
 
@@ -41,10 +41,11 @@ def kd_cost(cell, info) -> list[Work]:
                           arch_options=info.options(cell, "architecture", distill)))
     recipe = info.recipe(cell)
     s_opts = info.options(cell, "architecture", student)
-    works.append(Work(student, data, recipe_train_passes(recipe, n) + data.test, "student",
+    works.append(Work(student, data, evaluation_passes(recipe, n, data.test), "student",
                       arch_options=s_opts))
     if role != RESERVED_NONE:
-        works.append(Work(teacher, data, recipe_train_passes(recipe, n) / TRAIN_PASSES,
+        models = int(recipe.get("n_models") or 1)  # each student sees the teacher's outputs
+        works.append(Work(teacher, data, models * recipe_train_passes(recipe, n) / TRAIN_PASSES,
                           "teacher outputs",
                           arch_options=t_opts))
     return works
