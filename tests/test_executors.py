@@ -84,3 +84,37 @@ def test_a_requeued_submitit_task_resubmits_the_same_cell():
     again = task.checkpoint({"cell": 1})
     assert isinstance(again, submitit.helpers.DelayedSubmission)
     assert again.function is task and again.args == ({"cell": 1},)
+
+
+class _FakeJob:
+    def __init__(self, job_id, done=False):
+        self.job_id, self._done = job_id, done
+
+    def done(self):
+        return self._done
+
+
+def test_a_slurm_task_gone_from_the_queue_without_a_result_is_lost_after_the_grace():
+    """With accounting off, submitit sees a killed task as pending for ever; LostTasks says it
+    is lost once squeue has not listed it for ``after_s`` and it still has no result."""
+    from kddbench_plugins.executors.submitit_executor import LostTasks
+
+    now = [0.0]
+    listed = {"7_0", "7_1", "7_2"}
+    lost = LostTasks(60, queue=lambda ids: {i for i in ids if i in listed},
+                     clock=lambda: now[0])
+    running, killed, finished = _FakeJob("7_0"), _FakeJob("7_1"), _FakeJob("7_2")
+    jobs = [running, killed, finished]
+    assert lost(jobs) == []
+    listed -= {"7_1", "7_2"}  # 7_1 killed, 7_2 ended normally (its result written)
+    finished._done = True
+    now[0] = 10.0
+    assert lost(jobs) == []  # gone, but within the grace (a result may still be on its way)
+    now[0] = 69.0
+    assert lost(jobs) == []
+    now[0] = 70.0
+    assert lost(jobs) == [killed]
+    listed.add("7_1")  # requeued: listed again, the clock starts over when it leaves next
+    assert lost(jobs) == [] and "7_1" not in lost.missing_since
+    # squeue not answering judges nothing
+    assert LostTasks(0, queue=lambda ids: None)(jobs) == []

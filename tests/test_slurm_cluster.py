@@ -178,3 +178,45 @@ def test_a_job_array_on_a_real_slurm_matches_in_process_records(tmp_path, cli, s
             assert rec["env"]["torch_threads"] == 1
         else:  # the --plugin file reached the job, and its failure came back as a record
             assert "boom" in rec["error"]
+
+
+@pytest.mark.slow
+@pytest.mark.long
+def test_a_task_killed_on_slurm_fails_its_cell_instead_of_waiting_for_ever(tmp_path, slurm_cluster,
+                                                                          monkeypatch):
+    """Accounting is off on this cluster, so nothing but the queue tells that a task cancelled
+    outright (``scancel``: no requeue, no result file) has ended; the run must not hang on it."""
+    plugin = tmp_path / "plugin.py"
+    plugin.write_text(PLUGIN)
+    suite = write_suite(tmp_path / "s.toml", SUITE.replace('["stall", "explode", "random"]',
+                                                           '["stall", "random"]'))
+    stall = tmp_path / "stall"
+    stall.mkdir()
+    monkeypatch.setenv("KDDBENCH_TEST_STALL", str(stall))
+    monkeypatch.setenv("KDDBENCH_CACHE", str(tmp_path / "cache"))
+    executor = (f"submitit[cluster=slurm,partition={slurm_cluster['partition']},cpus=1,"
+                "timeout_min=60,poll_s=0.5,lost_after_s=3]")
+    run = subprocess.Popen(
+        [sys.executable, "-c", "from kddbench.cli import main; main()", "--plugin", str(plugin),
+         "run", str(suite), "--out", str(tmp_path / "o"), "--executor", executor,
+         "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=tmp_path)
+    try:
+        end = time.monotonic() + 150
+        while not (stall / "running").exists():
+            assert run.poll() is None and time.monotonic() < end, "the stalled cell never started"
+            time.sleep(0.2)
+        job = (stall / "running").read_text().strip()
+        cancelled = time.monotonic()
+        subprocess.run(["scancel", job], check=True, capture_output=True)
+        _, err = run.communicate(timeout=90)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    print(f"run ended {time.monotonic() - cancelled:.1f}s after scancel {job}")
+    assert run.returncode == 3 and "1 cell(s) failed" in err, err[-3000:]
+    records = _records(tmp_path / "o")
+    failed = [r for r in records.values() if r["status"] != "ok"]
+    assert len(records) == 2 and len(failed) == 1
+    assert f"Slurm task {job} left the queue without a result" in failed[0]["error"]
+    assert (stall / "attempts").read_text().split() == ["start"]  # never requeued

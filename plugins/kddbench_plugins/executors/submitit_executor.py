@@ -30,7 +30,60 @@ OPTIONS: dict[str, Any] = {
     "mem_gb": Int(0, min=0, doc="0: the cluster's default"),
     "array_parallelism": Int(64, min=1, doc="tasks of the array running at once"),
     "poll_s": Float(5.0, above=0, doc="how often to look for finished tasks"),
+    "lost_after_s": Float(60.0, above=0, doc="a Slurm task gone from squeue this long without "
+                          "a result counts as failed (a task killed while accounting is off)"),
 }
+
+
+def slurm_queue(job_ids: Iterable[str]) -> set[str] | None:
+    """The ids among ``job_ids`` that Slurm still lists (pending, running, requeued), one per
+    array task; None when squeue does not answer (then nothing is judged lost)."""
+    import subprocess
+
+    ids = sorted({str(j).split("_")[0] for j in job_ids})
+    if not ids:
+        return set()
+    try:
+        out = subprocess.run(["squeue", "-h", "-r", "-o", "%i", "-j", ",".join(ids)],
+                             capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if out.returncode != 0:  # squeue also fails on ids it no longer knows: ask one by one
+        if len(ids) == 1:
+            return set() if "Invalid job id" in out.stderr else None
+        found: set[str] = set()
+        for one in ids:
+            part = slurm_queue([one])
+            if part is None:
+                return None
+            found |= part
+        return found
+    return {line.strip() for line in out.stdout.split() if line.strip()}
+
+
+class LostTasks:
+    """Which pending tasks left the Slurm queue without a result.  submitit learns that a task
+    ended from its result file or from sacct; with accounting off, a task killed before writing
+    its result (``scancel``, the node lost, out of memory) would look pending for ever."""
+
+    def __init__(self, after_s: float, queue=slurm_queue, clock=time.monotonic):
+        self.after_s, self.queue, self.clock = float(after_s), queue, clock
+        self.missing_since: dict[str, float] = {}
+
+    def __call__(self, jobs: Iterable) -> list:
+        jobs = [j for j in jobs if not j.done()]
+        listed = self.queue(j.job_id for j in jobs)
+        if listed is None:
+            return []
+        now, lost = self.clock(), []
+        for j in jobs:
+            if str(j.job_id) in listed:
+                self.missing_since.pop(str(j.job_id), None)
+                continue
+            since = self.missing_since.setdefault(str(j.job_id), now)
+            if now - since >= self.after_s and not j.done():
+                lost.append(j)
+        return lost
 
 
 def _submitit():
@@ -97,6 +150,7 @@ class SubmititExecutor:
         with executor.batch():
             jobs = [executor.submit(task, cell.to_dict()) for cell in cells]
         pending = dict(zip(jobs, cells))
+        lost = LostTasks(self.options["lost_after_s"]) if executor.cluster == "slurm" else None
         try:
             while pending:
                 finished = [j for j in pending if j.done()]
@@ -107,6 +161,11 @@ class SubmititExecutor:
                     except Exception as exc:  # the task died: out of memory, cancelled, ...
                         record = job.failed(cell, exc)
                     yield cell, record
+                for j in (lost(pending) if lost and pending and not finished else ()):
+                    cell = pending.pop(j)
+                    yield cell, job.failed(cell, KddbenchError(
+                        f"Slurm task {j.job_id} left the queue without a result (cancelled or "
+                        f"killed; its log: {j.paths.stderr})"))
                 if pending and not finished:
                     time.sleep(float(self.options["poll_s"]))
         except BaseException:
