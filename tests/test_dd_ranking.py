@@ -84,3 +84,60 @@ lrs_weight = 1.5
 """)
     code, out, err = cli("validate", suite)
     assert code == 2 and "lrs_weight" in (out + err) and "[0, 1]" in (out + err)
+
+
+SHARED = """
+[suite]
+name = "{name}"
+budget = "toy data, 10 epochs"
+
+[protocols.quick]
+epochs = 10
+batch_size = 32
+augment = "dsa"
+
+[protocols.whole]
+epochs = 1
+batch_size = 64
+
+[[experiments]]
+name = "e"
+task = "{task}"
+dataset = "toy"
+method = ["average", "random"]
+ipc = 2
+eval_arch = "convnet"
+protocol = "quick"
+{extra}
+  [experiments.options.convnet]
+  depth = 1
+  width = 8
+"""
+
+
+def test_one_evaluation_serves_the_condense_cross_arch_and_dd_ranking_cells_of_a_set(
+        tmp_path, cli, monkeypatch):
+    """The same set, network, recipe and seeds: trained once, stored, read by the other tasks;
+    the numbers read equal the numbers a fresh cache computes."""
+    def run(task, cache, extra=""):
+        monkeypatch.setenv("KDDBENCH_CACHE", str(tmp_path / cache))
+        out = tmp_path / f"{task}-{cache}"
+        suite = write_suite(tmp_path / f"{task}.toml",
+                            SHARED.format(name=task, task=task, extra=extra))
+        code, text, err = cli("run", suite, "--out", out, "--jobs", "1", "--no-progress")
+        assert code == 0, text + err
+        return pd.read_csv(out / "results.csv").set_index("method")
+
+    condense = run("condense", "a")
+    assert (condense["evaluation_reused"] == 0).all()
+    ranked = run("dd_ranking", "a", 'full_protocol = "whole"')
+    assert (ranked["evaluations_reused"] == 1).all()  # with augmentation; without is its own
+    assert (ranked["acc_syn_any"] == condense["accuracy"]).all()
+    crossed = run("cross_arch", "a", 'distill_arch = "convnet"')
+    assert (crossed["evaluation_reused"] == 1).all()
+    assert (crossed["accuracy"] == condense["accuracy"]).all()
+
+    fresh = run("dd_ranking", "b", 'full_protocol = "whole"')  # a cache of its own
+    assert (fresh["evaluations_reused"] == 0).all()
+    assert fresh["acc_syn_any"].tolist() == ranked["acc_syn_any"].tolist()
+    assert fresh["acc_syn_naug"].tolist() == ranked["acc_syn_naug"].tolist()

@@ -13,6 +13,11 @@ from kddbench.options import Bool, Choice, Float, Int, Str
 from kddbench.metrics import PROTOCOL_METRICS, MetricSpec
 from kddbench.validation import EVALUATION_METRICS
 
+# condensation.task.shared_evaluation: an evaluation stored by an earlier run, read back
+EVALUATION_REUSED = MetricSpec("evaluation_reused", None, "", 0,
+                               "1 when this evaluation (the same set, network, recipe and "
+                               "seeds) was stored by an earlier run and read, 0 when trained now")
+
 _I = "kddbench_plugins.condensation.real_images:"
 _C = "kddbench_plugins.condensation.coreset:"
 _G = "kddbench_plugins.condensation.gradient_matching:"
@@ -253,6 +258,7 @@ def kddbench_tasks():
                        "about its own run (iterations, timings, counts)"),
             MetricSpec("learned_lr", None, "", 4, "the learning rate a method learned with its "
                        "images, used to train on them"),
+            EVALUATION_REUSED,
         ))
     yield TaskSpec(
         "cross_arch", "kddbench_plugins.condensation.cross_arch:run",
@@ -278,6 +284,7 @@ def kddbench_tasks():
             MetricSpec("learned_lr", None, "", 4, "the learning rate learned with the images"),
             MetricSpec("set_reused", None, "", 0, "1 when the set came from the artifact store, "
                        "0 when this cell condensed it"),
+            EVALUATION_REUSED,
         ))
 
 
@@ -302,7 +309,10 @@ def kddbench_tasks():
                  MetricSpec("lrs", True, "%", 2, "label-robust score (w = 0.5)"),
                  MetricSpec("ars", True, "%", 2, "augmentation-robust score (g = 0.5)"),
                  MetricSpec("acc_*", True, "%", 2, "the accuracies the scores come from"),
-                 MetricSpec("condense_time_s", False, "s", 1, "condensation time")))
+                 MetricSpec("condense_time_s", False, "s", 1, "condensation time"),
+                 MetricSpec("evaluations_reused", None, "", 0, "how many of the set's own "
+                            "trainings were stored by an earlier run (a condense cell of the "
+                            "same set and recipe, say) and read instead of run")))
 
 
 @hookimpl

@@ -37,7 +37,9 @@ from kddbench.protocol import PROTOCOL_VERSION, Recipe, train_and_evaluate
 from kddbench.sections import key_problems, label
 from kddbench.suite import PROTOCOL_OPTION_PREFIX
 
-from .task import cell_data, condensed_set
+from kddbench.validation import uses_rules
+
+from .task import cell_data, condensed_set, shared_evaluation
 
 EVAL_VERSION = "1"  # bump when the runs below change
 RANDOM = "random"   # the random-subset condenser of this package
@@ -64,14 +66,15 @@ def _full_recipe(cell) -> Recipe:
     return Recipe.from_mapping(cell.options[key])
 
 
-def _train(ctx, cell, data, x, y, recipe, stream, lr=None) -> float:
+def _train(ctx, cell, data, x, y, recipe, stream, lr=None) -> dict:
+    """The metrics of one network trained on ``(x, y)`` by ``recipe`` (the condense task's
+    evaluation without rules: the same seeds, so the same numbers)."""
     arch = cell["eval_arch"]
     net = ctx.build_net(arch, data, ctx.seed(cell, "eval-net", arch), cell=cell)
-    metrics = train_and_evaluate(net, x.to(ctx.device), y.to(ctx.device), data.x_test,
-                                 data.y_test, data.num_classes, recipe,
-                                 ctx.generator(cell, stream, arch),
-                                 augment=ctx.augment(recipe.augment, data), lr=lr)
-    return float(metrics["accuracy"])
+    return train_and_evaluate(net, x.to(ctx.device), y.to(ctx.device), data.x_test,
+                              data.y_test, data.num_classes, recipe,
+                              ctx.generator(cell, stream, arch),
+                              augment=ctx.augment(recipe.augment, data), lr=lr)
 
 
 def _shared(ctx, cell, data, what: str, recipe: Recipe, build) -> float:
@@ -93,16 +96,30 @@ def run(cell, ctx) -> dict:
     data = cell_data(cell, ctx)
     recipe = ctx.recipe(cell)
     plain = recipe.with_(augment="none")
-    syn, seconds = condensed_set(cell, ctx, data)
-    acc = {"syn_any": _train(ctx, cell, data, syn.images, syn.labels, recipe, "eval-train",
-                             syn.lr)}
+    syn, seconds, set_key = condensed_set(cell, ctx, data)
+    reused = []
+
+    def on_set(labels, r, stream: str) -> float:
+        """The set trained by ``r``: the same run (network seed and streams) as the condense
+        task's evaluation, so one stored evaluation serves both (recipes without evaluation
+        rules only: this task trains one network and keeps its last epoch)."""
+        def compute():
+            return _train(ctx, cell, data, syn.images, labels, r, stream, syn.lr)
+
+        if uses_rules(r):
+            return compute()["accuracy"]
+        metrics, before = shared_evaluation(ctx, cell, data, set_key, cell["eval_arch"], r,
+                                            ("eval-net", stream), compute)
+        reused.append(before)
+        return float(metrics["accuracy"])
+
+    acc = {"syn_any": on_set(syn.labels, recipe, "eval-train")}
     if syn.labels.dim() == 2:  # soft labels: the hard-label run is its own
-        acc["syn_hard"] = _train(ctx, cell, data, syn.images, syn.hard_labels(), recipe,
-                                 "eval-train-hard", syn.lr)
+        acc["syn_hard"] = on_set(syn.hard_labels(), recipe, "eval-train-hard")
     else:
         acc["syn_hard"] = acc["syn_any"]
-    acc["syn_naug"] = _train(ctx, cell, data, syn.images, syn.labels, plain, "eval-train-naug",
-                             syn.lr) if recipe.augment != "none" else acc["syn_any"]
+    acc["syn_naug"] = on_set(syn.labels, plain, "eval-train-naug") \
+        if recipe.augment != "none" else acc["syn_any"]
 
     from kddbench.condense import CondenseRequest
 
@@ -118,17 +135,19 @@ def run(cell, ctx) -> dict:
     def rdm(r):
         if not subset:
             subset.append(random_subset())
-        return _train(ctx, cell, data, subset[0].images, subset[0].labels, r, "eval-train")
+        return _train(ctx, cell, data, subset[0].images, subset[0].labels, r,
+                      "eval-train")["accuracy"]
 
     acc["rdm_any"] = _shared(ctx, cell, data, "random", recipe, lambda: rdm(recipe))
     acc["rdm_naug"] = _shared(ctx, cell, data, "random", plain, lambda: rdm(plain)) \
         if recipe.augment != "none" else acc["rdm_any"]
     full = _full_recipe(cell)
     acc["real_hard"] = _shared(ctx, cell, data, "full", full, lambda: _train(
-        ctx, cell, data, data.x_train, data.y_train, full, "eval-train-full"))
+        ctx, cell, data, data.x_train, data.y_train, full, "eval-train-full")["accuracy"])
     out = {f"acc_{k}": v for k, v in acc.items()}
     out.update(scores(acc))
     out["condense_time_s"] = seconds
+    out["evaluations_reused"] = sum(reused)
     return out
 
 

@@ -20,6 +20,10 @@ def method_options(cell, spec) -> dict:
 
 
 CONDENSED = "kddbench_plugins.condensation.task:condensed"  # the artifact builder
+SET_KEY = "set_key"  # condensed(): the set's cache key, beside its tensors
+EVAL_VERSION = "1"   # the stored evaluations (shared_evaluation): bump when their numbers change
+# the random streams of an evaluation: the network's initialisation and the training batches
+EVAL_STREAMS = ("eval-net", "eval-train")
 
 
 def data_for(ctx, dataset: str, dataset_options=None, transform: str | None = None, cell=None):
@@ -145,13 +149,15 @@ def condensed(ctx, *, dataset: str, dataset_options, method: str, method_options
 
     if not spec.cacheable:
         return build()
-    return ctx.artifacts.get_or_build(
+    stored = ctx.artifacts.get_or_build(
         "condensed", key, build, check=check_condensed,
         provenance={"cell": label or f"{method} ipc={ipc} on {distill_arch}, seed {seed}"})
+    return {**stored, SET_KEY: key}  # (in memory only: what names this set, for evaluations)
 
 
-def condensed_set(cell, ctx, data=None) -> tuple[SyntheticSet, float]:
-    """The cell's condensed set and the seconds its condensation took (cached or not)."""
+def condensed_set(cell, ctx, data=None) -> tuple[SyntheticSet, float, dict | None]:
+    """The cell's condensed set, the seconds its condensation took (cached or not) and the
+    set's cache key (None for a method whose sets are not cached, e.g. ``file``)."""
     stored = condensed(
         ctx, dataset=cell["dataset"],
         dataset_options=cell.options.get(ctx.registry.get("dataset", cell["dataset"]).name),
@@ -164,7 +170,54 @@ def condensed_set(cell, ctx, data=None) -> tuple[SyntheticSet, float]:
         transform=cell.get("transform"))
     syn = SyntheticSet.from_tensors(stored)
     syn.info = dict(stored.get("info", {}))
-    return syn, float(stored.get("seconds", 0.0))
+    return syn, float(stored.get("seconds", 0.0)), stored.get(SET_KEY)
+
+
+def shared_evaluation(ctx, cell, data, set_key, arch: str, recipe, streams: tuple,
+                      compute) -> tuple[dict, bool]:
+    """``compute()``'s metrics (training ``arch`` on a condensed set by ``recipe`` and testing
+    it), stored as an artifact: every task and suite that trains the same network on the same
+    set by the same recipe, seed and random ``streams`` gets the stored numbers instead of
+    training again (a dd_ranking cell and the condense cell of the same set; a cross_arch
+    column and another suite's).  Returns ``(metrics, reused)``; a set with no cache key is
+    evaluated afresh."""
+    if set_key is None:
+        return compute(), False
+    from kddbench.protocol import PROTOCOL_VERSION
+
+    spec = ctx.registry.get("architecture", arch)
+    augment = recipe.augment
+    key = {"set": set_key, "data": data.fingerprint(), "arch": arch,
+           "arch_version": spec.version, "arch_options": dict(cell.options.get(spec.name) or {}),
+           "augment_version": (ctx.registry.get("augmentation", augment).version
+                               if augment not in ("", None, "none") else None),
+           "recipe": recipe.as_dict(), "seed": cell.seed, "streams": [str(x) for x in streams],
+           "protocol": PROTOCOL_VERSION, "version": EVAL_VERSION,
+           "device": str(ctx.device).split(":")[0]}
+    built = []
+
+    def build():
+        built.append(True)
+        return {"metrics": _plain(compute())}
+
+    stored = ctx.artifacts.get_or_build("evaluation", key, build,
+                                        check=lambda v: None if isinstance(v, dict) and
+                                        isinstance(v.get("metrics"), dict) else "no metrics",
+                                        provenance={"cell": cell.label()})
+    return dict(stored["metrics"]), not built
+
+
+def _plain(value):
+    """Metrics as plain numbers, strings and lists (what torch.load(weights_only=True) reads)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, (bool, int, float, str)) or value is None:
+        return value
+    if hasattr(value, "item"):  # a 0-d tensor or numpy scalar
+        return value.item()
+    raise TypeError(f"a metric of type {type(value).__name__}")
 
 
 def write_pictures(cell, ctx, data, syn: SyntheticSet) -> None:
@@ -206,7 +259,7 @@ def evaluate_set(cell, ctx, arch: str, view=None, pictures: bool = False) -> dic
     split = holdout(recipe, cell.seed)
     data, x_val, y_val = split_data(data, split)
     hits = ctx.artifacts.hits
-    syn, seconds = condensed_set(view if view is not None else cell, ctx, data)
+    syn, seconds, set_key = condensed_set(view if view is not None else cell, ctx, data)
     reused = int(ctx.artifacts.hits > hits)
     if pictures:
         write_pictures(cell, ctx, data, syn)
@@ -215,11 +268,13 @@ def evaluate_set(cell, ctx, arch: str, view=None, pictures: bool = False) -> dic
         return ctx.build_net(arch, data, ctx.seed(cell, "eval-net", arch, *([m] if m else [])),
                              cell=cell), None, None
 
-    metrics = fit_and_test(
-        make, syn.images.to(ctx.device), syn.labels.to(ctx.device), data, recipe,
-        lambda m: ctx.generator(cell, "eval-train", arch, *([m] if m else [])),
-        val=(x_val, y_val) if split else None, augment=ctx.augment(recipe.augment, data),
-        lr=syn.lr)
+    metrics, evaluated_before = shared_evaluation(
+        ctx, cell, data, set_key, arch, recipe, EVAL_STREAMS, lambda: fit_and_test(
+            make, syn.images.to(ctx.device), syn.labels.to(ctx.device), data, recipe,
+            lambda m: ctx.generator(cell, "eval-train", arch, *([m] if m else [])),
+            val=(x_val, y_val) if split else None, augment=ctx.augment(recipe.augment, data),
+            lr=syn.lr))
+    metrics["evaluation_reused"] = int(evaluated_before)
     metrics["condense_time_s"] = seconds
     if view is not None:
         metrics["set_reused"] = reused

@@ -17,6 +17,7 @@ from kddbench import SectionSpec, TaskSpec, hookimpl
 from kddbench.axes import AxisUnused, IntAxis, PluginAxis
 from kddbench.metrics import PROTOCOL_METRICS, MetricSpec
 from kddbench.validation import EVALUATION_METRICS
+from kddbench_plugins.condensation import EVALUATION_REUSED
 
 # The DC papers' NAS space (Zhao et al. 2021, "Dataset Condensation with Gradient Matching";
 # docs/references.md s.5): depth x width x activation x pooling x normalisation = 720 ConvNets.
@@ -51,6 +52,7 @@ def kddbench_tasks():
                        "about its own run"),
             MetricSpec("learned_lr", None, "", 4, "the learning rate learned with the images"),
             MetricSpec("set_reused", None, "", 0, "1 when the set came from the artifact store"),
+            EVALUATION_REUSED,
         ))
 
 
