@@ -57,6 +57,8 @@ EVALUATION_METRICS: tuple[MetricSpec, ...] = (
     MetricSpec("best_on_test_epoch", None, "", 1, "the epoch of best_on_test_accuracy (not a "
                "valid selection)"),
     MetricSpec("n_models", None, "", 0, "networks trained per training set"),
+    MetricSpec("stacked", None, "", 0, "1 when the n_models networks trained at once "
+               "(recipe stack; kddbench.stacked), 0 when one by one after all"),
     MetricSpec("n_val", None, "images", 0, "validation images held out of the training set"),
     MetricSpec("tune.*", None, "", 4, "tuning on the validation split: the chosen value of "
                "each tuned key, and the number of grid points tried"),
@@ -176,6 +178,9 @@ def fit_and_test(make: Callable[[int], tuple], x, y, data, recipe, generator: Ca
     if recipe.select == "best_val" and val is None:
         raise KddbenchError("select = 'best_val' needs a validation split (val_fraction or "
                             "val_per_class)")
+    if int(recipe.n_models) > 1 and _stacking_asked(recipe, x):
+        return _aggregate(_fit_stacked(make, x, y, data, recipe, generator, val, augment, lr),
+                          recipe, val)
     runs = []
     for m in range(int(recipe.n_models)):
         net, loss_fn, extra = make(m)
@@ -184,47 +189,94 @@ def fit_and_test(make: Callable[[int], tuple], x, y, data, recipe, generator: Ca
     return _aggregate(runs, recipe, val)
 
 
+def _stacking_asked(recipe, x) -> bool:
+    from .stacked import wants_stacking
+
+    return wants_stacking(recipe, x.device)
+
+
+class _Rules:
+    """What the rules keep of one network while it trains: the validation curve and the
+    best-on-validation weights, the test curve (``on_epoch`` after every epoch)."""
+
+    def __init__(self, recipe, data, val):
+        self.recipe, self.data, self.val = recipe, data, val
+        self.epochs = int(recipe.epochs)
+        self.best, self.epoch, self.weights = -math.inf, self.epochs, None
+        self.val_curve: list = []
+        self.test_curve: list = []
+
+    @property
+    def needed(self) -> bool:
+        return self.val is not None or bool(self.recipe.curve_every)
+
+    def on_epoch(self, epoch: int, model) -> None:
+        recipe, last = self.recipe, epoch == self.epochs - 1
+        if self.val is not None and ((epoch + 1) % recipe.val_every == 0 or last):
+            acc = _accuracy(model, self.val[0], self.val[1], self.data.num_classes,
+                            recipe.test_batch_size)
+            self.val_curve.append([epoch + 1, acc])
+            if recipe.select == "best_val" and acc > self.best:
+                self.best, self.epoch = acc, epoch + 1
+                self.weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        every = int(recipe.curve_every)
+        if every and ((epoch + 1) % every == 0 or last):
+            self.test_curve.append([epoch + 1, _accuracy(
+                model, self.data.x_test, self.data.y_test, self.data.num_classes,
+                recipe.test_batch_size)])
+
+    def finish(self, net, result, x) -> dict:
+        """The network's test metrics (with the kept weights) and the rules' own numbers."""
+        from .protocol import evaluate, model_metrics
+
+        recipe, data = self.recipe, self.data
+        if recipe.select == "best_val":
+            net.load_state_dict(self.weights)
+        metrics = evaluate(net, data.x_test, data.y_test, data.num_classes,
+                           recipe.test_batch_size)
+        metrics.update(model_metrics(net))
+        metrics.update({
+            "train_time_s": result.train_time_s,
+            "train_images_per_s": result.images_seen / max(result.train_time_s, 1e-9),
+            "n_train": int(x.shape[0]), "train_bytes": int(x.numel() * x.element_size()),
+            "epochs": self.epochs, "selected_epoch": self.epoch})
+        if self.val is not None:
+            metrics["val_accuracy"] = (self.best if recipe.select == "best_val"
+                                       else self.val_curve[-1][1])
+            metrics["val_curve"] = self.val_curve
+        if recipe.curve_every:
+            best = max(self.test_curve, key=lambda p: (p[1], -p[0]))
+            metrics["best_on_test_accuracy"], metrics["best_on_test_epoch"] = best[1], best[0]
+            metrics["test_curve"] = self.test_curve
+        return metrics
+
+
 def _fit_one(net, loss_fn, extra, x, y, data, recipe, generator, val, augment, lr) -> dict:
-    from .protocol import evaluate, model_metrics, train
+    from .protocol import train
 
-    epochs = int(recipe.epochs)
-    state: dict[str, Any] = {"best": -math.inf, "epoch": epochs, "weights": None,
-                             "val_curve": [], "test_curve": []}
-    check_val = val is not None
-    curve_every = int(recipe.curve_every)
-
-    def on_epoch(epoch: int, model) -> None:
-        last = epoch == epochs - 1
-        if check_val and ((epoch + 1) % recipe.val_every == 0 or last):
-            acc = _accuracy(model, val[0], val[1], data.num_classes, recipe.test_batch_size)
-            state["val_curve"].append([epoch + 1, acc])
-            if recipe.select == "best_val" and acc > state["best"]:
-                state.update(best=acc, epoch=epoch + 1, weights={
-                    k: v.detach().clone() for k, v in model.state_dict().items()})
-        if curve_every and ((epoch + 1) % curve_every == 0 or last):
-            state["test_curve"].append([epoch + 1, _accuracy(
-                model, data.x_test, data.y_test, data.num_classes, recipe.test_batch_size)])
-
+    rules = _Rules(recipe, data, val)
     result = train(net, x, y, recipe, generator, augment, loss_fn, extra, lr,
-                   on_epoch=on_epoch if check_val or curve_every else None)
-    if recipe.select == "best_val":
-        net.load_state_dict(state["weights"])
-    metrics = evaluate(net, data.x_test, data.y_test, data.num_classes, recipe.test_batch_size)
-    metrics.update(model_metrics(net))
-    metrics.update({
-        "train_time_s": result.train_time_s,
-        "train_images_per_s": result.images_seen / max(result.train_time_s, 1e-9),
-        "n_train": int(x.shape[0]), "train_bytes": int(x.numel() * x.element_size()),
-        "epochs": epochs, "selected_epoch": state["epoch"]})
-    if check_val:
-        metrics["val_accuracy"] = (state["best"] if recipe.select == "best_val"
-                                   else state["val_curve"][-1][1])
-        metrics["val_curve"] = state["val_curve"]
-    if curve_every:
-        best = max(state["test_curve"], key=lambda p: (p[1], -p[0]))
-        metrics["best_on_test_accuracy"], metrics["best_on_test_epoch"] = best[1], best[0]
-        metrics["test_curve"] = state["test_curve"]
-    return metrics
+                   on_epoch=rules.on_epoch if rules.needed else None)
+    return rules.finish(net, result, x)
+
+
+def _fit_stacked(make, x, y, data, recipe, generator, val, augment, lr) -> list[dict]:
+    """The ``n_models`` networks trained at once where the recipe's ``stack`` key asks for it
+    (:func:`kddbench.stacked.train_many`: stacked when the networks allow it, else one by one,
+    with the same steps either way); each network's rules as in :func:`_fit_one`."""
+    from .stacked import train_many
+
+    built = [make(m) for m in range(int(recipe.n_models))]
+    nets = [b[0] for b in built]
+    rules = [_Rules(recipe, data, val) for _ in nets]
+    many = train_many(nets, x, y, recipe, [generator(m) for m in range(len(nets))], augment,
+                      lr, [b[1] for b in built], [b[2] for b in built],
+                      on_epoch=(lambda e, m, net: rules[m].on_epoch(e, net))
+                      if rules[0].needed else None)
+    runs = [r.finish(net, result, x) for r, net, result in zip(rules, nets, many.results)]
+    for run in runs:
+        run["stacked"] = int(many.stacked)
+    return runs
 
 
 PER_MODEL = ("accuracy", "macro_f1", "val_accuracy", "selected_epoch", "best_on_test_accuracy")

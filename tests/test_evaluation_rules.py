@@ -116,6 +116,25 @@ def test_n_models_best_val_and_the_curve():
     assert out["best_on_test_accuracy"] >= out["accuracy"] - 1e-9  # chosen on test: optimistic
 
 
+def test_stacked_networks_follow_the_same_rules_as_one_by_one():
+    """recipe stack = "on": the n_models networks train at once (kddbench.stacked), with the
+    same steps, the same validation checks, kept weights and curves as one by one."""
+    data = _toy()
+    part, x_val, y_val = split_data(data, holdout({"val_per_class": 5}, seed=0))
+    rules = dict(epochs=6, batch_size=8, lr=0.5, schedule="constant", n_models=3,
+                 val_per_class=5, select="best_val", val_every=2, curve_every=1)
+    runs = {}
+    for mode in ("off", "on"):
+        runs[mode] = fit_and_test(
+            _make(part), part.x_train, part.y_train, part, Recipe(stack=mode, **rules),
+            lambda m: torch.Generator().manual_seed(m), val=(x_val, y_val))
+    alone, stacked = runs["off"], runs["on"]
+    assert stacked["stacked"] == 1 and "stacked" not in alone
+    for key in ("accuracy_per_model", "selected_epoch_per_model", "val_accuracy_per_model",
+                "test_curve", "val_curve"):
+        assert stacked[key] == alone[key], key
+
+
 def test_best_val_without_a_split_is_an_error():
     from kddbench.errors import KddbenchError
 
