@@ -9,6 +9,35 @@ from conftest import write_suite
 from kddbench_plugins.condensation.dd_ranking import normalised_score, scores
 
 
+SUITE = """
+[suite]
+name = "{name}"
+budget = "toy data, {epochs} epochs; whole set 1 epoch"
+
+[protocols.quick]
+epochs = {epochs}
+batch_size = 32
+augment = "dsa"
+
+[protocols.whole]
+epochs = 1
+batch_size = 64
+
+[[experiments]]
+name = "{experiment}"
+task = "{task}"
+dataset = "toy"
+method = ["average", "random"]
+ipc = 2
+eval_arch = "convnet"
+protocol = "quick"
+{extra}
+  [experiments.options.convnet]
+  depth = 1
+  width = 8
+"""
+
+
 def test_scores_follow_the_definitions():
     acc = {"real_hard": 90.0, "syn_hard": 60.0, "syn_any": 70.0, "rdm_any": 50.0,
            "syn_naug": 55.0, "rdm_naug": 45.0}
@@ -26,34 +55,9 @@ def test_scores_follow_the_definitions():
 
 
 def test_a_suite_naming_methods_gets_every_run_and_the_section(tmp_path, cli):
-    suite = write_suite(tmp_path / "s.toml", """
-[suite]
-name = "ddr"
-budget = "toy data, 2 epochs; whole set 1 epoch"
-
-[protocols.quick]
-epochs = 2
-batch_size = 32
-augment = "dsa"
-
-[protocols.whole]
-epochs = 1
-batch_size = 64
-
-[[experiments]]
-name = "scores"
-task = "dd_ranking"
-dataset = "toy"
-method = ["average", "random"]
-ipc = 2
-eval_arch = "convnet"
-full_protocol = "whole"
-protocol = "quick"
-
-  [experiments.options.convnet]
-  depth = 1
-  width = 8
-""")
+    suite = write_suite(tmp_path / "s.toml", SUITE.format(
+        name="ddr", epochs=2, experiment="scores", task="dd_ranking",
+        extra='full_protocol = "whole"'))
     code, out, err = cli("run", suite, "--out", tmp_path / "out", "--jobs", "1")
     assert code == 0, out + err
     df = pd.read_csv(tmp_path / "out" / "results.csv").set_index("method")
@@ -86,35 +90,6 @@ lrs_weight = 1.5
     assert code == 2 and "lrs_weight" in (out + err) and "[0, 1]" in (out + err)
 
 
-SHARED = """
-[suite]
-name = "{name}"
-budget = "toy data, 10 epochs"
-
-[protocols.quick]
-epochs = 10
-batch_size = 32
-augment = "dsa"
-
-[protocols.whole]
-epochs = 1
-batch_size = 64
-
-[[experiments]]
-name = "e"
-task = "{task}"
-dataset = "toy"
-method = ["average", "random"]
-ipc = 2
-eval_arch = "convnet"
-protocol = "quick"
-{extra}
-  [experiments.options.convnet]
-  depth = 1
-  width = 8
-"""
-
-
 def test_one_evaluation_serves_the_condense_cross_arch_and_dd_ranking_cells_of_a_set(
         tmp_path, cli, monkeypatch):
     """The same set, network, recipe and seeds: trained once, stored, read by the other tasks;
@@ -123,7 +98,8 @@ def test_one_evaluation_serves_the_condense_cross_arch_and_dd_ranking_cells_of_a
         monkeypatch.setenv("KDDBENCH_CACHE", str(tmp_path / cache))
         out = tmp_path / f"{task}-{cache}"
         suite = write_suite(tmp_path / f"{task}.toml",
-                            SHARED.format(name=task, task=task, extra=extra))
+                            SUITE.format(name=task, epochs=10, experiment="e", task=task,
+                                         extra=extra))
         code, text, err = cli("run", suite, "--out", out, "--jobs", "1", "--no-progress")
         assert code == 0, text + err
         return pd.read_csv(out / "results.csv").set_index("method")
