@@ -3,11 +3,13 @@
 An *artifact* is anything costly that several cells share and the cache keeps: a trained
 teacher, a condensed set, expert trajectories.  A task declares them with
 ``TaskSpec(..., artifacts="module:function")`` where ``function(cell, registry)`` returns a
-list of :class:`ArtifactRequest` for that cell.  Before the cells run, the runner gathers the
-requests of every unfinished cell, merges equal ones (same ``kind``, ``build`` and ``args``)
-and runs each once, as a job of the run's executor (in this process, a worker pool, a Slurm
-job or a Ray task), deepest ``needs`` first; then the cells run and find their artifacts in
-the cache.  With ``--no-cache`` nothing is built ahead: cells build inline, as before.
+list of :class:`ArtifactRequest` for that cell.  The runner gathers the requests of every
+unfinished cell, merges equal ones (same ``kind``, ``build`` and ``args``) and runs each once,
+as a job of the run's executor (in this process, a worker pool, a Slurm job or a Ray task),
+deepest ``needs`` first and before the cells that need it, which then find their artifacts in
+the cache: on a lazy executor through one queue with the cells (:mod:`kddbench.schedule`),
+elsewhere wave by wave (:func:`waves`).  With ``--no-cache`` nothing is built ahead: cells
+build inline, as before.
 
 The contract of a request (what a plugin author writes):
 

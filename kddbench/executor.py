@@ -16,6 +16,14 @@ it, so take a cell only when it can start; do not call ``len``), and it may hold
 :class:`~kddbench.artifacts.ArtifactRequest` items (the artifacts the cells declare, built
 before them): treat them like cells -- ``item.to_dict()``, ``item.label()``, ``job.failed``.
 An executor may have a ``close()`` method; the runner calls it after the last ``map``.
+
+An executor whose ``map`` takes one item from ``cells`` whenever it can start one, and never
+reads ahead, may say so with a class attribute ``lazy = True`` (the in-process and process-pool
+executors do).  The runner then hands it the cells and their artifacts together, each as soon
+as what it needs is built (:mod:`kddbench.schedule`), and ``cells`` may yield :data:`WAIT`:
+nothing can start until an item already running finishes -- start nothing for it, and take
+again after yielding the next finished item.  Without ``lazy`` the artifacts come first, wave by
+wave, then the cells.
 ``map`` (see :class:`Executor`) yields each cell with its record as the cell finishes, in any
 order, once per cell; it never raises for a failing cell (its record says ``status: error``),
 and on Ctrl-C (an exception thrown into the generator) it stops or cancels the cells not yet
@@ -41,6 +49,15 @@ from .cells import Cell
 
 if TYPE_CHECKING:  # pragma: no cover
     from .plugins import Registry
+
+
+class _Wait:
+    def __repr__(self) -> str:
+        return "WAIT"
+
+
+#: what a lazy executor's ``cells`` yields while nothing can start (see the module docstring)
+WAIT = _Wait()
 
 
 @dataclass

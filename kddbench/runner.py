@@ -15,7 +15,8 @@ from typing import Any, Callable, Iterable, Sequence
 from .cells import Cell
 from .errors import KddbenchError
 # the executor contract lives in kddbench.executor; these names stay importable from here
-from .executor import _WORKER, CellJob, Executor, RunSettings, executor_options  # noqa: F401
+from .executor import (_WORKER, WAIT, CellJob, Executor, RunSettings,  # noqa: F401
+                       executor_options)
 from .plugins import Registry, get_registry
 from .store import ResultStore
 
@@ -161,6 +162,8 @@ def failed_item(item, suite_name: str, exc: BaseException) -> dict[str, Any]:
 class InProcessExecutor:
     """Runs cells one after another in this process (the default)."""
 
+    lazy = True  # takes one item at a time (kddbench.schedule)
+
     def __init__(self, settings: RunSettings, registry: Registry | None = None):
         self.settings = settings
         self.registry = registry or get_registry()
@@ -171,6 +174,8 @@ class InProcessExecutor:
             self.ctx = make_context(self.settings, self.registry)
         env = environment(self.registry, str(self.ctx.device))
         for cell in cells:  # taken one at a time: the runner claims each as it is taken
+            if cell is WAIT:  # (nothing runs between two takes here, so never in practice)
+                continue
             yield cell, execute(cell, self.ctx, suite_name, env)
 
 
@@ -209,6 +214,8 @@ class ProcessPoolExecutor:
     when a worker is free (at most ``workers`` in flight), so two runs on one store split the
     cells between them."""
 
+    lazy = True  # takes an item only when a worker is free (kddbench.schedule)
+
     def __init__(self, settings: RunSettings, registry: Registry | None = None, workers: int = 2):
         self.settings = settings
         self.workers = workers
@@ -237,7 +244,7 @@ class ProcessPoolExecutor:
             while True:
                 while len(futures) < self.workers:
                     cell = next(source, None)
-                    if cell is None:
+                    if cell is None or cell is WAIT:  # WAIT: take again after a result
                         break
                     try:
                         futures[pool.submit(job, cell.to_dict())] = cell
@@ -386,10 +393,11 @@ def run_cells(
     Each cell is claimed (:class:`~kddbench.store.Claims`) as the executor takes it, so runs
     sharing ``store`` compute each cell once; cells another live run holds are skipped and,
     with ``wait``, waited for at the end (taken over if their holder dies).  The declared
-    artifacts of the cells to do are built first (:func:`build_artifacts`), ``batch`` cells at a
-    time in suite order: the artifacts of the next ``batch`` cells, then those cells, so a long
-    suite writes records from its first minutes; an artifact several batches share is built
-    once (later batches find it ready).  Only records computed here reach ``on_record`` and the
+    artifacts of the cells are built before the cells that need them: on a lazy executor
+    through one queue with the cells (:mod:`kddbench.schedule`); otherwise
+    (:func:`build_artifacts`) ``batch`` cells at a time in suite order: the artifacts of the
+    next ``batch`` cells, then those cells, so a long suite writes records from its first
+    minutes; an artifact several batches share is built once (later batches find it ready).  Only records computed here reach ``on_record`` and the
     ``kddbench_record_finished`` hook.
     """
     registry = registry or get_registry()
@@ -412,6 +420,19 @@ def run_cells(
     claims = store.claims()
     bar = None
     try:
+        if getattr(executor, "lazy", False):  # cells and artifacts in one queue
+            bar = _Progress(len(todo), suite_name, progress)
+            elsewhere = []
+            _run_scheduled(todo, executor, suite_name, store, claims, seen, bar, registry,
+                           settings, on_record, elsewhere, announce)
+            pending = _wait_for_others(elsewhere, store, claims, seen, bar, wait, poll_s, say)
+            while pending:
+                elsewhere = []
+                _run_batch(pending, executor, suite_name, store, claims, seen, bar, {},
+                           registry, on_record, elsewhere)
+                pending = _wait_for_others(elsewhere, store, claims, seen, bar, wait, poll_s,
+                                           say)
+            return [store.get(c.cell_id) or {} for c in cells]
         step = max(1, int(batch))
         chunks = [todo[i:i + step] for i in range(0, len(todo), step)]
         notes: dict[str, list[str]] = {}
@@ -442,34 +463,81 @@ def run_cells(
     return [store.get(c.cell_id) or {} for c in cells]
 
 
+def _take(cell: Cell, store: ResultStore, claims, seen, bar, elsewhere: list[Cell]) -> bool:
+    """Claim ``cell`` for this run: False when a live run holds it (it goes to ``elsewhere``)
+    or another run has just finished it."""
+    if not claims.claim(cell.cell_id):
+        elsewhere.append(cell)
+        return False
+    if _stamp(store.get(cell.cell_id)) != seen[cell.cell_id]:
+        claims.release(cell.cell_id)  # another run just finished it
+        bar.finished(cell.cell_id)
+        return False
+    bar.started(cell.cell_id, cell.label())
+    return True
+
+
+def _keep(cell: Cell, record: dict[str, Any], notes: Sequence[str], store: ResultStore, claims,
+          bar, registry: Registry, on_record) -> None:
+    """Store a cell's record (with the warnings of what was rebuilt for it) and tell the
+    reporters."""
+    found = [store.problems.pop(cell.cell_id, None), *notes]
+    found = [w for w in found if w and w not in record.get("warnings", ())]
+    if found:  # what was corrupt and rebuilt for this cell, before it ran
+        record["warnings"] = found + list(record.get("warnings", ()))
+    store.put(record)
+    claims.release(cell.cell_id)
+    registry.pm.hook.kddbench_record_finished(record=record)
+    if on_record:
+        on_record(record)
+    bar.finished(cell.cell_id, record.get("status", ""))
+
+
 def _run_batch(cells: list[Cell], executor, suite_name: str, store: ResultStore, claims, seen,
                bar, notes: dict[str, list[str]], registry: Registry, on_record,
                elsewhere: list[Cell]) -> None:
     """Claim and run ``cells`` on ``executor``, storing each record as it arrives; cells a
     live run holds go to ``elsewhere``."""
-    def taken():
-        for cell in cells:
-            if not claims.claim(cell.cell_id):
-                elsewhere.append(cell)
-                continue
-            if _stamp(store.get(cell.cell_id)) != seen[cell.cell_id]:
-                claims.release(cell.cell_id)  # another run just finished it
-                bar.finished(cell.cell_id)
-                continue
-            bar.started(cell.cell_id, cell.label())
-            yield cell
+    taken = (c for c in cells if _take(c, store, claims, seen, bar, elsewhere))
+    for cell, record in executor.map(taken, suite_name):
+        _keep(cell, record, notes.pop(cell.cell_id, ()), store, claims, bar, registry, on_record)
 
-    for cell, record in executor.map(taken(), suite_name):
-        found = [store.problems.pop(cell.cell_id, None), *notes.pop(cell.cell_id, ())]
-        found = [w for w in found if w and w not in record.get("warnings", ())]
-        if found:  # what was corrupt and rebuilt for this cell, before it ran
-            record["warnings"] = found + list(record.get("warnings", ()))
-        store.put(record)
-        claims.release(cell.cell_id)
-        registry.pm.hook.kddbench_record_finished(record=record)
-        if on_record:
-            on_record(record)
-        bar.finished(cell.cell_id, record.get("status", ""))
+
+def _run_scheduled(cells: list[Cell], executor, suite_name: str, store: ResultStore, claims,
+                   seen, bar, registry: Registry, settings: RunSettings, on_record,
+                   elsewhere: list[Cell], announce) -> None:
+    """A lazy executor: the cells and their declared artifacts through one
+    :class:`~kddbench.schedule.Schedule`, each started as soon as what it needs is built."""
+    from .artifacts import ArtifactRequest
+    from .schedule import Schedule, requests_of
+
+    by_cell = requests_of(cells, registry) if settings.use_cache else {}
+    results: dict[str, dict] = {}
+
+    def started(item) -> None:
+        if isinstance(item, ArtifactRequest):
+            bar.started(item.cell_id, item.label())
+
+    schedule = Schedule(cells, by_cell, lambda c: _take(c, store, claims, seen, bar, elsewhere),
+                        started)
+
+    def warnings_of(request) -> list[str]:
+        found = list(results.get(request.artifact_id, {}).get("warnings") or ())
+        for need in request.needs:
+            found += warnings_of(need)
+        return found
+
+    for item, result in executor.map(schedule, suite_name):
+        schedule.finished(item)
+        if isinstance(item, ArtifactRequest):
+            results[item.artifact_id] = result
+            bar.finished(item.cell_id, count=False)
+            if result.get("status") != "ok" and announce:
+                announce(f"artifact {item.label()} could not be built "
+                         f"({result.get('error')}); the cells that need it will say why")
+            continue
+        notes = list(dict.fromkeys(w for r in schedule.needs_of(item) for w in warnings_of(r)))
+        _keep(item, result, notes, store, claims, bar, registry, on_record)
 
 
 def _wait_for_others(cells: list[Cell], store: ResultStore, claims, seen, bar, wait: bool,

@@ -1,0 +1,109 @@
+"""Cells and the artifacts they declare in one queue, each handed out once what it needs is built.
+
+For an executor that takes its work lazily -- one item whenever a worker is free, never reading
+ahead (``lazy = True``: the in-process and the process-pool executors) -- the runner hands out
+the work through a :class:`Schedule` instead of wave by wave:
+
+1. a cell whose declared artifacts are all built, in suite order (records come early);
+2. else an artifact whose own ``needs`` are built, in the order of the first cell needing it;
+3. else :data:`~kddbench.executor.WAIT` while something runs that the rest waits for.
+
+So no worker idles while there is work it could start (with waves, the last long artifact of a
+wave held every other worker), and an interrupted run keeps the record of every cell whose
+artifacts were ready.  An artifact that fails counts as built: the cells that need it then run,
+build it inline and fail with the full traceback, as with waves.  Executors that take all their
+work at once (a Slurm job array, Ray) keep the waves (:func:`kddbench.runner.build_artifacts`).
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+from .artifacts import ArtifactRequest
+from .executor import WAIT
+
+
+class Schedule:
+    """An iterator over ready work for ``executor.map``; call :meth:`finished` with each item the
+    executor gives back.  ``take(cell) -> bool`` is asked before a cell is handed out (False:
+    skip it, e.g. another run holds its claim); ``started(item)`` is told of every item handed
+    out."""
+
+    def __init__(self, cells: Sequence, requests: Mapping[str, Sequence[ArtifactRequest]],
+                 take: Callable[[Any], bool] = lambda cell: True,
+                 started: Callable[[Any], None] = lambda item: None):
+        self.take, self.started = take, started
+        self.by_id: dict[str, ArtifactRequest] = {}
+        self.cell_needs: dict[str, list[str]] = {}
+        order: list[str] = []
+
+        def visit(req: ArtifactRequest, trail: tuple = ()) -> None:
+            rid = req.artifact_id
+            if rid in trail:
+                raise ValueError(f"artifact {req.label()} needs itself")
+            if rid in self.by_id:
+                return
+            for need in req.needs:
+                visit(need, (*trail, rid))
+            self.by_id[rid] = req
+            order.append(rid)
+
+        for cell in cells:
+            for req in requests.get(cell.cell_id, ()):
+                visit(req)
+                self.cell_needs.setdefault(cell.cell_id, []).append(req.artifact_id)
+        self.cells = list(cells)
+        self.artifacts = order
+        self.built: set[str] = set()
+        self.running: set[str] = set()
+
+    def __iter__(self) -> "Schedule":
+        return self
+
+    def __next__(self):
+        item = self._ready()
+        if item is not None:
+            self.running.add(item.cell_id)
+            self.started(item)
+            return item
+        if self.running:
+            return WAIT
+        if self.cells or self.artifacts:  # nothing runs and nothing is ready: cannot happen
+            raise RuntimeError("schedule: work left that waits for nothing running")
+        raise StopIteration
+
+    def _ready(self):
+        while True:
+            i = next((i for i, cell in enumerate(self.cells)
+                      if all(r in self.built for r in self.cell_needs.get(cell.cell_id, ()))),
+                     None)
+            if i is None:
+                break
+            cell = self.cells.pop(i)
+            if self.take(cell):
+                return cell
+        for i, rid in enumerate(self.artifacts):
+            if all(n.artifact_id in self.built for n in self.by_id[rid].needs):
+                return self.by_id[self.artifacts.pop(i)]
+        return None
+
+    def finished(self, item) -> None:
+        self.running.discard(item.cell_id)
+        if isinstance(item, ArtifactRequest):
+            self.built.add(item.artifact_id)
+
+    def needs_of(self, cell) -> list[ArtifactRequest]:
+        """The requests ``cell`` declared (their own ``needs`` inside them)."""
+        return [self.by_id[r] for r in self.cell_needs.get(cell.cell_id, ())]
+
+
+def requests_of(cells: Iterable, registry) -> dict[str, list[ArtifactRequest]]:
+    """:func:`kddbench.artifacts.declared`, checked for cycles (a one-line error)."""
+    from .artifacts import declared, waves
+    from .errors import KddbenchError
+
+    by_cell = declared(cells, registry)
+    try:
+        waves(r for reqs in by_cell.values() for r in reqs)
+    except ValueError as exc:  # a plugin declared a cycle
+        raise KddbenchError(f"the declared artifacts cannot be built: {exc}") from None
+    return by_cell
