@@ -145,15 +145,27 @@ def _passes(cells, registry) -> dict[str, float] | None:
         from .cost import CostInfo, cell_work
     except ImportError:
         return None
+    from .cells import short_hash
+
     info = CostInfo(registry)
     out: dict[str, float] = {}
+    seen: set[str] = set()  # shared work (a teacher, an expert) counts for the first cell only
     for cell in cells:
         try:
             works = cell_work(cell, registry, info)
         except Exception:  # a cost function that cannot say: not estimated
             works = None
-        if works is not None:
-            out[cell.cell_id] = float(sum(w.passes for w in works))
+        if works is None:
+            continue
+        total = 0.0
+        for w in works:
+            if w.key is not None:
+                key = w.key if isinstance(w.key, str) else short_hash(w.key)
+                if key in seen:
+                    continue
+                seen.add(key)
+            total += float(w.passes)
+        out[cell.cell_id] = total
     return out or None
 
 
