@@ -397,8 +397,8 @@ def run_cells(
     through one queue with the cells (:mod:`kddbench.schedule`); otherwise
     (:func:`build_artifacts`) ``batch`` cells at a time in suite order: the artifacts of the
     next ``batch`` cells, then those cells, so a long suite writes records from its first
-    minutes; an artifact several batches share is built once (later batches find it ready).  Only records computed here reach ``on_record`` and the
-    ``kddbench_record_finished`` hook.
+    minutes; an artifact several batches share is built once (later batches find it ready).
+    Only records computed here reach ``on_record`` and the ``kddbench_record_finished`` hook.
     """
     registry = registry or get_registry()
     settings = settings or RunSettings()
