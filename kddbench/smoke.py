@@ -20,7 +20,8 @@ axis value, method, architecture, table and reference of the suite and cuts only
 Smoke cells never pass for real results: each carries ``versions["smoke"]`` (so its cell and
 config ids differ from the real cell's, and ``kddbench compare`` refuses to pair the two), its
 record says ``smoke: true``, and results go to their own directory (a temporary one unless
-``--out`` names one; a directory holding real records is refused).
+``--out`` names one; a directory holding real records is refused).  The temporary stand-in data
+and artifact cache are removed when the run ends (:func:`remove_scratch`); the report stays.
 """
 from __future__ import annotations
 
@@ -258,15 +259,34 @@ def run_smoke(run, args: dict[str, Any]):
     args.update(out_dir=plan["out"], data_root=plan["data_root"], cache_dir=plan["cache_dir"])
     if args.get("data_root") and plan["standins"]:
         args["download"] = False  # stand-ins: nothing to fetch
-    with per_class_cap(per_class):
-        df = run(twin, **args)
+    try:
+        with per_class_cap(per_class):
+            df = run(twin, **args)
+    finally:
+        scratch = remove_scratch(plan)
     df.attrs["smoke"] = {k: str(v) for k, v in plan.items() if k != "cells"}
+    df.attrs["smoke"]["removed"] = ", ".join(scratch)
     board = Path(plan["out"]) / "leaderboard.md"
     if board.exists():  # the titles name the real protocols: say what these numbers are
         from .store import atomic_write_text
 
         atomic_write_text(board, BANNER.format(per_class=per_class) + board.read_text())
     return df
+
+
+def remove_scratch(plan: Mapping[str, Any]) -> list[str]:
+    """Remove what the smoke run made for itself under its temporary root -- the stand-in data
+    and the artifact cache (a whole ``paper_tables`` smoke run stores ~6 GB there: its teachers
+    and sets) -- and keep the report.  A data root or cache given by the user is left alone."""
+    import shutil
+
+    root, removed = Path(plan["root"]), []
+    for key in ("cache_dir", "data_root"):
+        path = Path(plan[key])
+        if path.parent == root and path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(str(path))
+    return removed
 
 
 BANNER = ("> **Smoke run** (`kddbench run --smoke`): every cell at a tiny budget (declared smoke "

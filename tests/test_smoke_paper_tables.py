@@ -156,8 +156,9 @@ def test_cli_smoke_writes_standins_and_its_own_results(tmp_path, cli, monkeypatc
     # the real loader read the stand-in files: 2 images per class
     cifar = [r for r in records if r["axes"]["dataset"] == "cifar10"]
     assert all(r["metrics"]["n_train"] <= 2 * 10 for r in cifar)
-    assert (where.parent / "data" / "cifar-10-batches-py" / "data_batch_1").exists()
     assert (where / "leaderboard.md").read_text().startswith("> **Smoke run**")
+    # its scratch (the stand-in files, the artifact cache) is gone, the report stays
+    assert sorted(p.name for p in where.parent.iterdir()) == ["report"]
 
 
 def test_smoke_refuses_a_directory_of_real_results(tmp_path, cli):
