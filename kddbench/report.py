@@ -211,6 +211,54 @@ def versus_baseline(df: pd.DataFrame, table, registry=None) -> pd.DataFrame:
     return frame.reset_index()
 
 
+def paired_versus_baseline(df: pd.DataFrame, table, registry=None) -> pd.DataFrame:
+    """Each row's per-seed difference from the baseline row, paired by seed: the mean of
+    ``row(seed) - baseline(seed)`` over the seeds both have, ± its standard error, with the
+    same verdict rule at twice that error.  A seed fixes every random stream a cell draws
+    from (the evaluation network's initialisation and batch order, a set initialised from the
+    same real images as the baseline's), so the pairs share their noise and the per-seed
+    difference is what the method itself changes.  Needs two shared seeds."""
+    from .metrics import verdict as judge
+
+    ok = _table_rows(df, table) if table.baseline else None
+    if ok is None or "seed" not in ok:
+        return pd.DataFrame()
+    try:
+        higher, undeclared = metric_direction(ok, table.metric, registry), None
+    except KddbenchError:
+        higher, undeclared = None, "no declared direction: no verdict"
+    keys = list(table.rows) + list(table.columns)
+    values = {}
+    for key, group in ok.groupby(keys, sort=False):
+        key = key if isinstance(key, tuple) else (key,)
+        values[key] = group.groupby("seed")[table.metric].mean().to_dict()
+    base = {k[len(table.rows):]: v for k, v in values.items()
+            if _matches(dict(zip(keys, k)), table.baseline)}
+    out: dict[tuple, dict[str, str]] = {}
+    for key, by_seed in values.items():
+        row_key, col_key = key[:len(table.rows)], key[len(table.rows):]
+        b = base.get(col_key)
+        if b is None or _matches(dict(zip(keys, key)), table.baseline):
+            continue
+        diffs = [by_seed[s] - b[s] for s in sorted(set(by_seed) & set(b))]
+        if len(diffs) < 2:
+            continue
+        mean = sum(diffs) / len(diffs)
+        se = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1) / len(diffs))
+        verdict = undeclared or judge(mean, 2 * se, higher)
+        col = " / ".join(f"{c}={v}" for c, v in zip(table.columns, col_key)) \
+            if table.columns else table.metric
+        out.setdefault(row_key, {})[col] = (f"{mean:+.{table.digits}f} ± {se:.{table.digits}f}"
+                                            f" (n={len(diffs)}, {verdict})")
+    if not out:
+        return pd.DataFrame()
+    index = pd.MultiIndex.from_tuples(list(out), names=table.rows) if len(table.rows) > 1 \
+        else pd.Index([k[0] for k in out], name=table.rows[0])
+    frame = pd.DataFrame(list(out.values()), index=index)
+    frame = frame[sorted(frame.columns, key=_sort_key)].fillna("—")
+    return frame.reset_index()
+
+
 def versus_paper(df: pd.DataFrame, table, references: Sequence) -> pd.DataFrame:
     """One line per table entry that has a published number: ours, the paper's, the
     difference, and why they differ (the reference's ``note``) with its ``source``."""
@@ -357,6 +405,13 @@ def render_report(suite, df: pd.DataFrame, references: Sequence = (),
             base = ", ".join(f"{k} = {v}" for k, v in table.baseline.items())
             lines += [f"Difference from the baseline row ({base}); `better`/`worse`: beyond "
                       "twice the standard error over seeds.", "", to_markdown(versus)]
+            paired = paired_versus_baseline(df, table)
+            if not paired.empty:
+                lines += ["The same, paired by seed: the mean per-seed difference ± its "
+                          "standard error (a seed fixes the evaluation network, its batch "
+                          "order and any real images a set starts from, so a pair shares its "
+                          "noise); `better`/`worse`: beyond twice that error.", "",
+                          to_markdown(paired)]
         published = versus_paper(df, table, references)
         if not published.empty:
             lines += ["Against the published numbers: what each difference comes from.", "",

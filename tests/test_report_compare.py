@@ -226,3 +226,24 @@ def test_versus_baseline_uses_the_one_verdict_rule(monkeypatch):
     table = TableSpec("t", ["kd_method"], ["dataset"], baseline={"kd_method": "none"})
     frame = versus_baseline(pd.DataFrame(rows), table)
     assert list(frame["dataset=d"]) == ["+5.00 (v)"] and calls == [(5.0, True)]
+
+
+def test_paired_versus_baseline_takes_the_differences_seed_by_seed():
+    """Seeds share their noise: a method always 1 point above the baseline on the same seed is
+    better paired, though the seeds' spread hides it from the unpaired verdict."""
+    from kddbench.report import paired_versus_baseline, versus_baseline
+
+    rows = []
+    for method, accs in (("none", [80.0, 90.0, 70.0]), ("up", [81.0, 91.0, 71.5]),
+                         ("two", [82.0, 92.0, None])):
+        for seed, acc in enumerate(accs):
+            if acc is not None:
+                rows.append({"status": "ok", "task": "kd", "kd_method": method, "dataset": "d",
+                             "seed": seed, "accuracy": acc})
+    table = TableSpec("t", ["kd_method"], ["dataset"], baseline={"kd_method": "none"})
+    unpaired = versus_baseline(pd.DataFrame(rows), table).set_index("kd_method")
+    assert unpaired.loc["up", "dataset=d"] == "+1.17 (within noise)"
+    paired = paired_versus_baseline(pd.DataFrame(rows), table).set_index("kd_method")
+    assert paired.loc["up", "dataset=d"] == "+1.17 ± 0.17 (n=3, better)"
+    assert paired.loc["two", "dataset=d"] == "+2.00 ± 0.00 (n=2, better)"  # the shared seeds
+    assert "none" not in paired.index
