@@ -441,7 +441,11 @@ def write_reports(suite, out_dir: str | Path) -> pd.DataFrame:
     out = Path(out_dir)
     store = ResultStore(out)
     order = {c.cell_id: i for i, c in enumerate(suite.cells)}
-    df = tidy(r for r in store.records() if r.get("cell_id") in order)
+    # a record is this suite's cell by its id, whichever suite computed it (a subset run first,
+    # another suite with the same cell): its experiment is the one this suite names it in
+    experiment = {c.cell_id: c.experiment for c in suite.cells}
+    df = tidy({**r, "experiment": experiment[r["cell_id"]]} for r in store.records()
+              if r.get("cell_id") in order)
     if not df.empty:  # rows and columns of every table follow the suite's own order
         df = df.sort_values("cell_id", key=lambda ids: ids.map(order), kind="stable")
         df = df.reset_index(drop=True)

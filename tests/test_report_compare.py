@@ -247,3 +247,26 @@ def test_paired_versus_baseline_takes_the_differences_seed_by_seed():
     assert paired.loc["up", "dataset=d"] == "+1.17 ± 0.17 (n=3, better)"
     assert paired.loc["two", "dataset=d"] == "+2.00 ± 0.00 (n=2, better)"  # the shared seeds
     assert "none" not in paired.index
+
+
+def test_a_cell_computed_by_another_suite_appears_under_this_suites_experiment(tmp_path, cli):
+    """Cells are records by id: a subset suite run first (another suite and experiment name,
+    the same cells) fills this suite's tables when its report is built from the same folder."""
+    from conftest import TINY_SUITE, write_suite
+
+    subset = TINY_SUITE.replace('name = "tiny"', 'name = "tiny_first"').replace(
+        'name = "toy"', 'name = "toy_first"').replace(
+        'method = ["full", "random", "average"]', 'method = "random"').replace(
+        "seeds = [0, 1]", "seeds = [0]")
+    first = write_suite(tmp_path / "first.toml", subset)
+    whole = write_suite(tmp_path / "whole.toml", TINY_SUITE)
+    out = tmp_path / "out"
+    code, _, err = cli("run", first, "--out", out, "--jobs", "1", "--no-progress")
+    assert code == 0, err
+    code, _, err = cli("report", whole, "--out", out)
+    assert code == 0, err
+    df = pd.read_csv(out / "results.csv")
+    assert len(df) == 2 and set(df["experiment"]) == {"toy"}  # random at ipc 2 and 5, seed 0
+    board = (out / "leaderboard.md").read_text()
+    random_row = next(line for line in board.splitlines() if line.startswith("| random"))
+    assert random_row.count("(n=1)") == 2  # both budgets of the table, from the first run
