@@ -155,6 +155,23 @@ def metric_direction(df: pd.DataFrame, metric: str, registry=None) -> bool | Non
     return found.pop()
 
 
+def _column_label(table, col_key: tuple) -> str:
+    return " / ".join(f"{c}={v}" for c, v in zip(table.columns, col_key)) if table.columns \
+        else table.metric
+
+
+def _row_frame(out: dict[tuple, dict[str, str]], table) -> pd.DataFrame:
+    """``{row key: {column label: text}}`` as a table: the row keys as columns, then the
+    table's columns in order."""
+    if not out:
+        return pd.DataFrame()
+    index = pd.MultiIndex.from_tuples(list(out), names=table.rows) if len(table.rows) > 1 \
+        else pd.Index([k[0] for k in out], name=table.rows[0])
+    frame = pd.DataFrame(list(out.values()), index=index)
+    frame = frame[sorted(frame.columns, key=_sort_key)].fillna("—")
+    return frame.reset_index()
+
+
 def versus_baseline(df: pd.DataFrame, table, registry=None) -> pd.DataFrame:
     """Each row's difference from the table's ``baseline`` row, per column, with a verdict.
 
@@ -181,7 +198,6 @@ def versus_baseline(df: pd.DataFrame, table, registry=None) -> pd.DataFrame:
     base = stats[is_base]
     if base.empty:
         return pd.DataFrame()
-    ncol = len(table.columns)
     base_by_col = {k[len(table.rows):] if isinstance(k, tuple) else (): r
                    for k, r in base.iterrows()}
     out: dict[tuple, dict[str, str]] = {}
@@ -199,16 +215,9 @@ def versus_baseline(df: pd.DataFrame, table, registry=None) -> pd.DataFrame:
         else:
             se = math.sqrt(r["std"] ** 2 / r["count"] + b["std"] ** 2 / b["count"])
             verdict = judge(diff, 2 * se, higher)
-        col = " / ".join(f"{c}={v}" for c, v in zip(table.columns, col_key)) if ncol else \
-            table.metric
+        col = _column_label(table, col_key)
         out.setdefault(row_key, {})[col] = f"{diff:+.{table.digits}f} ({verdict})"
-    if not out:
-        return pd.DataFrame()
-    index = pd.MultiIndex.from_tuples(list(out), names=table.rows) if len(table.rows) > 1 \
-        else pd.Index([k[0] for k in out], name=table.rows[0])
-    frame = pd.DataFrame(list(out.values()), index=index)
-    frame = frame[sorted(frame.columns, key=_sort_key)].fillna("—")
-    return frame.reset_index()
+    return _row_frame(out, table)
 
 
 def paired_versus_baseline(df: pd.DataFrame, table, registry=None) -> pd.DataFrame:
@@ -246,17 +255,10 @@ def paired_versus_baseline(df: pd.DataFrame, table, registry=None) -> pd.DataFra
         mean = sum(diffs) / len(diffs)
         se = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1) / len(diffs))
         verdict = undeclared or judge(mean, 2 * se, higher)
-        col = " / ".join(f"{c}={v}" for c, v in zip(table.columns, col_key)) \
-            if table.columns else table.metric
+        col = _column_label(table, col_key)
         out.setdefault(row_key, {})[col] = (f"{mean:+.{table.digits}f} ± {se:.{table.digits}f}"
                                             f" (n={len(diffs)}, {verdict})")
-    if not out:
-        return pd.DataFrame()
-    index = pd.MultiIndex.from_tuples(list(out), names=table.rows) if len(table.rows) > 1 \
-        else pd.Index([k[0] for k in out], name=table.rows[0])
-    frame = pd.DataFrame(list(out.values()), index=index)
-    frame = frame[sorted(frame.columns, key=_sort_key)].fillna("—")
-    return frame.reset_index()
+    return _row_frame(out, table)
 
 
 def versus_paper(df: pd.DataFrame, table, references: Sequence) -> pd.DataFrame:
