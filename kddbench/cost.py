@@ -67,6 +67,11 @@ class Work:
     arch_options: Mapping[str, Any] = field(default_factory=dict)
 
 
+def work_key(work: Work) -> str:
+    """What names shared work (a teacher, an expert) so an estimate counts it once."""
+    return work.key if isinstance(work.key, str) else short_hash(work.key)
+
+
 def train_passes(epochs: int, images: int) -> float:
     return float(epochs) * float(images) * TRAIN_PASSES
 
@@ -289,7 +294,7 @@ def estimate(cells: list[Cell], registry, device: str = "auto",
             continue
         for w in works:
             if w.key is not None:
-                k = short_hash(w.key) if not isinstance(w.key, str) else w.key
+                k = work_key(w)
                 if k in seen_keys:
                     continue
                 seen_keys.add(k)

@@ -323,6 +323,15 @@ class _Progress:
             self.bar.close()
 
 
+def _artifact_warnings(request, results: dict[str, dict]) -> list[str]:
+    """The warnings (a corrupt artifact rebuilt) of ``request`` and of what it needs, from the
+    results of their builds."""
+    found = list(results.get(request.artifact_id, {}).get("warnings") or ())
+    for need in request.needs:
+        found += _artifact_warnings(need, results)
+    return found
+
+
 def build_artifacts(cells: Sequence[Cell], executor, suite_name: str, registry: Registry,
                     settings: RunSettings, progress: bool = True,
                     announce: Callable[[str], None] | None = None) -> dict[str, list[str]]:
@@ -359,15 +368,9 @@ def build_artifacts(cells: Sequence[Cell], executor, suite_name: str, registry: 
     finally:
         bar.close()
 
-    def warnings_of(request) -> list[str]:
-        found = list(results.get(request.artifact_id, {}).get("warnings") or ())
-        for need in request.needs:
-            found += warnings_of(need)
-        return found
-
     out = {}
     for cell_id, requests in by_cell.items():
-        found = [w for r in requests for w in warnings_of(r)]
+        found = [w for r in requests for w in _artifact_warnings(r, results)]
         if found:
             out[cell_id] = list(dict.fromkeys(found))
     return out
@@ -521,12 +524,6 @@ def _run_scheduled(cells: list[Cell], executor, suite_name: str, store: ResultSt
     schedule = Schedule(cells, by_cell, lambda c: _take(c, store, claims, seen, bar, elsewhere),
                         started)
 
-    def warnings_of(request) -> list[str]:
-        found = list(results.get(request.artifact_id, {}).get("warnings") or ())
-        for need in request.needs:
-            found += warnings_of(need)
-        return found
-
     for item, result in executor.map(schedule, suite_name):
         schedule.finished(item)
         if isinstance(item, ArtifactRequest):
@@ -536,7 +533,8 @@ def _run_scheduled(cells: list[Cell], executor, suite_name: str, store: ResultSt
                 announce(f"artifact {item.label()} could not be built "
                          f"({result.get('error')}); the cells that need it will say why")
             continue
-        notes = list(dict.fromkeys(w for r in schedule.needs_of(item) for w in warnings_of(r)))
+        notes = list(dict.fromkeys(w for r in schedule.needs_of(item)
+                                    for w in _artifact_warnings(r, results)))
         _keep(item, result, notes, store, claims, bar, registry, on_record)
 
 

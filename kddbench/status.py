@@ -142,11 +142,9 @@ def _passes(cells, registry) -> dict[str, float] | None:
     """Image passes per cell id from the dry-run cost estimate (``None`` when the cost
     module or the tasks' cost functions cannot say)."""
     try:
-        from .cost import CostInfo, cell_work
+        from .cost import CostInfo, cell_work, work_key
     except ImportError:
         return None
-    from .cells import short_hash
-
     info = CostInfo(registry)
     out: dict[str, float] = {}
     seen: set[str] = set()  # shared work (a teacher, an expert) counts for the first cell only
@@ -160,7 +158,7 @@ def _passes(cells, registry) -> dict[str, float] | None:
         total = 0.0
         for w in works:
             if w.key is not None:
-                key = w.key if isinstance(w.key, str) else short_hash(w.key)
+                key = work_key(w)
                 if key in seen:
                     continue
                 seen.add(key)
