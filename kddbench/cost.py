@@ -220,6 +220,11 @@ def _build(registry, work: Work, seeded):
         return spec.load()(d.channels, d.classes, (d.height, d.width), **opts)
 
 
+def seconds_of(work: Work, calibration: Mapping[tuple, float]) -> float:
+    """Seconds of ``work`` at a :func:`calibrate` result (NaN: its network not calibrated)."""
+    return float(work.passes) * calibration.get(_arch_key(work), math.nan)
+
+
 def calibrate(works: Iterable[Work], registry, device: str = "auto", batch: int = 8,
               repeats: int = 2, threads: int | None = 1) -> tuple[dict, dict, str, int]:
     """Seconds per image pass for each network and shape in ``works``, measured now:
@@ -299,7 +304,7 @@ def estimate(cells: list[Cell], registry, device: str = "auto",
                     continue
                 seen_keys.add(k)
             row["passes"] += float(w.passes)
-            row["seconds"] += float(w.passes) * calib.get(_arch_key(w), math.nan)
+            row["seconds"] += seconds_of(w, calib)
     return Estimate(list(rows.values()), calib, labels, dev, threads)
 
 

@@ -512,9 +512,11 @@ def _run_scheduled(cells: list[Cell], executor, suite_name: str, store: ResultSt
     """A lazy executor: the cells and their declared artifacts through one
     :class:`~kddbench.schedule.Schedule`, each started as soon as what it needs is built."""
     from .artifacts import ArtifactRequest
-    from .schedule import Schedule, requests_of
+    from .schedule import Schedule, longest_first, requests_of
 
     by_cell = requests_of(cells, registry) if settings.use_cache else {}
+    if int(getattr(executor, "workers", 1) or 1) > 1:  # one worker: suite order, same end
+        cells = longest_first(cells, registry, settings.device)
     results: dict[str, dict] = {}
 
     def started(item) -> None:

@@ -4,7 +4,8 @@ For an executor that takes its work lazily -- one item whenever a worker is free
 ahead (``lazy = True``: the in-process and the process-pool executors) -- the runner hands out
 the work through a :class:`Schedule` instead of wave by wave:
 
-1. a cell whose declared artifacts are all built, in suite order (records come early);
+1. a cell whose declared artifacts are all built, in the order of the cells given (the suite's,
+   or longest first: :func:`longest_first`);
 2. else an artifact whose own ``needs`` are built, in the order of the first cell needing it;
 3. else :data:`~kddbench.executor.WAIT` while something runs that the rest waits for.
 
@@ -94,6 +95,38 @@ class Schedule:
     def needs_of(self, cell) -> list[ArtifactRequest]:
         """The requests ``cell`` declared (their own ``needs`` inside them)."""
         return [self.by_id[r] for r in self.cell_needs.get(cell.cell_id, ())]
+
+
+def longest_first(cells: Sequence, registry, device: str = "auto") -> list:
+    """``cells`` with the longest estimated compute first (suite order among equals).
+
+    With several workers the run ends when its last cell does; started last, a long cell runs
+    alone at the end while the other workers idle (a 40-minute trajectory-matching set after a
+    suite's two-minute random baselines).  Longest first (Graham 1969, "Bounds on
+    multiprocessing timing anomalies": within 4/3 of the best order) keeps them busy.  The
+    estimate is :func:`kddbench.cost.estimate`'s (the tasks' cost functions, seconds per image
+    pass calibrated now); a cell without one counts as the longest (it may be), so its length is
+    found out early."""
+    import math
+
+    from .cost import CostInfo, calibrate, cell_work, seconds_of
+
+    info = CostInfo(registry)
+    works = {}
+    for cell in cells:
+        try:
+            works[cell.cell_id] = cell_work(cell, registry, info)
+        except Exception:  # a cost function that cannot say: unknown
+            works[cell.cell_id] = None
+    every = [w for ws in works.values() for w in ws or ()]
+    calib = calibrate(every, registry, device)[0] if every else {}
+
+    def key(cell) -> float:
+        ws = works[cell.cell_id]
+        seconds = math.inf if ws is None else sum(seconds_of(w, calib) for w in ws)
+        return -(math.inf if math.isnan(seconds) else seconds)
+
+    return sorted(cells, key=key)
 
 
 def requests_of(cells: Iterable, registry) -> dict[str, list[ArtifactRequest]]:

@@ -73,3 +73,28 @@ def test_experts_are_counted_once_for_every_cell_that_shares_them(registry):
     # epochs each: separate artifacts, counted besides mtt's
     pad_experts = 2 * round(0.9 * 4000) * 3 * 3 + 2 * (2 * 4000 * 3 + 4000)
     assert both - one > pad_experts
+
+
+
+def test_with_several_workers_the_longest_cells_start_first(registry, monkeypatch):
+    """kddbench.schedule.longest_first: by estimated seconds, suite order among equals, a cell
+    whose cost cannot be estimated first (it may be the longest)."""
+    from kddbench.schedule import longest_first
+
+    raw = {"experiments": [
+        {"name": "e", **_dm(method=["random", "dm"], seeds=[0, 1],
+                            options={"dm": {"iterations": 50}})},
+        {"name": "unknown", **_dm(method="dm", seeds=[0])}]}
+    cells = build_suite(raw, "t", registry).cells
+    real = cost.cell_work
+
+    def cell_work(cell, *args):
+        if cell.experiment == "unknown":
+            raise RuntimeError("no estimate")
+        return real(cell, *args)
+
+    monkeypatch.setattr(cost, "cell_work", cell_work)
+    order = [(c.experiment, c.axes["method"], c.seed)
+             for c in longest_first(cells, registry, "cpu")]
+    assert order == [("unknown", "dm", 0), ("e", "dm", 0), ("e", "dm", 1),
+                     ("e", "random", 0), ("e", "random", 1)]
