@@ -6,7 +6,9 @@ a validation split, never on the test set.
 The distillation sees 3,200 of mnist-5k's 4,000 training images (per class the first 320);
 the method's own evaluation (the fixed initial LeNet trained by the learned step sizes on the
 10 distilled images) measures the other 800 training images.  One JSON line per seed:
-validation accuracy before and after, CPU and wall seconds (one torch thread, as each worker of
+validation accuracy before and after, CPU and wall seconds.  A seed draws what the ``condense``
+task's cell of that seed draws (the same initial network and starting images); the figures in
+docs/condense.md were measured before this, with the generator seeded by the bare seed (one torch thread, as each worker of
 ``kddbench run --jobs N``).  docs/condense.md gives what it measured and what was chosen.
 """
 from __future__ import annotations
@@ -21,6 +23,7 @@ import torch
 from kddbench.condense import CondenseRequest
 from kddbench.data import DataSplits
 from kddbench.plugins import get_registry
+from kddbench.context import derive_seed
 from kddbench.protocol import make_generator, seeded
 
 VAL_PER_CLASS = 80
@@ -48,9 +51,10 @@ def main(iterations: int, decay_every: int, seeds: list[int]) -> None:
     ddwang = registry.get("condenser", "ddwang").load()
     for seed in seeds:
         cpu, wall = time.process_time(), time.perf_counter()
+        stream = derive_seed(seed, "condense")  # what the condense task's cell draws
         request = CondenseRequest(data=data, ipc=1, arch="lenet", build_net=build,
-                                  generator=make_generator(seed), device=torch.device("cpu"),
-                                  seed=seed)
+                                  generator=make_generator(stream), device=torch.device("cpu"),
+                                  seed=stream)
         out = ddwang(request, iterations=iterations, decay_every=decay_every,
                      init_weights="fixed", checkpoint_every=0)
         print(json.dumps({"iterations": iterations, "decay_every": decay_every, "seed": seed,
