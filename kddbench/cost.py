@@ -201,6 +201,19 @@ def cell_work(cell: Cell, registry, info: CostInfo) -> list[Work] | None:
     return [w for point in grid_points(grid) for w in load_ref(fn)(with_point(cell, point), info)]
 
 
+def works_of(cells: Iterable[Cell], registry,
+             info: CostInfo) -> list[tuple[Cell, list[Work] | None]]:
+    """Each cell with its :func:`cell_work`; ``None`` where the task's cost function cannot say
+    (it has none, or it raises)."""
+    out: list[tuple[Cell, list[Work] | None]] = []
+    for cell in cells:
+        try:
+            out.append((cell, cell_work(cell, registry, info)))
+        except Exception:  # a cost function that cannot say: not estimated
+            out.append((cell, None))
+    return out
+
+
 def _arch_key(work: Work) -> tuple:
     d = work.data  # the number of classes changes only the last layer: not part of the key
     return (work.arch, short_hash(dict(work.arch_options)), d.shape)
@@ -277,13 +290,7 @@ def calibrate(works: Iterable[Work], registry, device: str = "auto", batch: int 
 
 def estimate(cells: list[Cell], registry, device: str = "auto",
              smoke_per_class: int | None = None, calibration: bool = True) -> Estimate:
-    info = CostInfo(registry, smoke_per_class)
-    per_cell: list[tuple[Cell, list[Work] | None]] = []
-    for cell in cells:
-        try:
-            per_cell.append((cell, cell_work(cell, registry, info)))
-        except Exception:  # a cost function that cannot say: counted as not estimated
-            per_cell.append((cell, None))
+    per_cell = works_of(cells, registry, CostInfo(registry, smoke_per_class))
     every = [w for _c, ws in per_cell for w in ws or ()]
     calib, labels, dev, threads = (calibrate(every, registry, device) if calibration and every
                                    else ({}, {}, device, 0))

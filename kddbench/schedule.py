@@ -109,15 +109,9 @@ def longest_first(cells: Sequence, registry, device: str = "auto") -> list:
     found out early."""
     import math
 
-    from .cost import CostInfo, calibrate, cell_work, seconds_of
+    from .cost import CostInfo, calibrate, seconds_of, works_of
 
-    info = CostInfo(registry)
-    works = {}
-    for cell in cells:
-        try:
-            works[cell.cell_id] = cell_work(cell, registry, info)
-        except Exception:  # a cost function that cannot say: unknown
-            works[cell.cell_id] = None
+    works = {cell.cell_id: ws for cell, ws in works_of(cells, registry, CostInfo(registry))}
     every = [w for ws in works.values() for w in ws or ()]
     calib = calibrate(every, registry, device)[0] if every else {}
 

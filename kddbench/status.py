@@ -142,17 +142,12 @@ def _passes(cells, registry) -> dict[str, float] | None:
     """Image passes per cell id from the dry-run cost estimate (``None`` when the cost
     module or the tasks' cost functions cannot say)."""
     try:
-        from .cost import CostInfo, cell_work, work_key
+        from .cost import CostInfo, work_key, works_of
     except ImportError:
         return None
-    info = CostInfo(registry)
     out: dict[str, float] = {}
     seen: set[str] = set()  # shared work (a teacher, an expert) counts for the first cell only
-    for cell in cells:
-        try:
-            works = cell_work(cell, registry, info)
-        except Exception:  # a cost function that cannot say: not estimated
-            works = None
+    for cell, works in works_of(cells, registry, CostInfo(registry)):
         if works is None:
             continue
         total = 0.0

@@ -6,10 +6,11 @@ a validation split, never on the test set.
 The distillation sees 3,200 of mnist-5k's 4,000 training images (per class the first 320);
 the method's own evaluation (the fixed initial LeNet trained by the learned step sizes on the
 10 distilled images) measures the other 800 training images.  One JSON line per seed:
-validation accuracy before and after, CPU and wall seconds.  A seed draws what the ``condense``
-task's cell of that seed draws (the same initial network and starting images); the figures in
-docs/condense.md were measured before this, with the generator seeded by the bare seed (one torch thread, as each worker of
-``kddbench run --jobs N``).  docs/condense.md gives what it measured and what was chosen.
+validation accuracy before and after, CPU and wall seconds (one torch thread, as each worker of
+``kddbench run --jobs N``).  A seed draws what the ``condense`` task's cell of that seed draws
+(the same initial network and starting images).  docs/condense.md gives what it measured (its
+first two rows with the generator seeded by the bare seed, before the script drew as the cell
+does) and what was chosen.
 """
 from __future__ import annotations
 
@@ -21,9 +22,9 @@ from pathlib import Path
 import torch
 
 from kddbench.condense import CondenseRequest
+from kddbench.context import derive_seed
 from kddbench.data import DataSplits
 from kddbench.plugins import get_registry
-from kddbench.context import derive_seed
 from kddbench.protocol import make_generator, seeded
 
 VAL_PER_CLASS = 80

@@ -75,7 +75,6 @@ def test_experts_are_counted_once_for_every_cell_that_shares_them(registry):
     assert both - one > pad_experts
 
 
-
 def test_with_several_workers_the_longest_cells_start_first(registry, monkeypatch):
     """kddbench.schedule.longest_first: by estimated seconds, suite order among equals, a cell
     whose cost cannot be estimated first (it may be the longest)."""
