@@ -11,7 +11,7 @@ the data set sizes and shapes without loading the data (``DatasetSpec.sizes``; t
 the data set's stand-in or offline loader), the cell's recipes and plugin options.
 
 Seconds come from a calibration measured in the same run: for every network and image shape
-the suite uses, a few forward/backward passes of a small batch of random images on the device,
+the suite uses, a few forward/backward passes of a batch of 32 random images on the device,
 single-threaded on a CPU (as each worker of ``--jobs auto`` runs).  The estimate ignores data
 loading, augmentation and per-step overheads, so treat it as the order of magnitude it is.
 
@@ -238,12 +238,16 @@ def seconds_of(work: Work, calibration: Mapping[tuple, float]) -> float:
     return float(work.passes) * calibration.get(_arch_key(work), math.nan)
 
 
-def calibrate(works: Iterable[Work], registry, device: str = "auto", batch: int = 8,
+def calibrate(works: Iterable[Work], registry, device: str = "auto", batch: int = 32,
               repeats: int = 2, threads: int | None = 1) -> tuple[dict, dict, str, int]:
     """Seconds per image pass for each network and shape in ``works``, measured now:
     the fastest of ``repeats`` timed forward/backward steps of ``batch`` random images (after
     one warm-up).  On a CPU the time is this process's CPU time (one thread), so other
-    programs sharing the cores do not inflate it; on a GPU it is synchronised wall time."""
+    programs sharing the cores do not inflate it; on a GPU it is synchronised wall time.
+
+    Why 32: on a 2-core CPU (2026-12-02, one thread, 1x28x28) batch 32 measured 1.1-1.3x the
+    seconds per pass of batch 256 for LeNet, ConvNet-3, AlexNet, VGG-11 and ResNet-18 (an MLP
+    2.2x: its steps are overhead), where batch 8 measured up to 2.1x (LeNet) and 1.8x (VGG-11)."""
     import torch
 
     from .context import resolve_device
