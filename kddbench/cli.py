@@ -445,6 +445,70 @@ def compare(baseline, current, history_file, tolerances, metrics, allow_missing,
     sys.exit(int(result.exit_code))
 
 
+@cli.command(help="What the artifact cache holds (per kind: entries, size, oldest and newest "
+             "write), and pruning it: --prune KIND removes that kind's entries last written "
+             "more than --older-than days ago, except those a running build holds. Nothing "
+             "is removed without --prune."
+             + _examples("kddbench cache", "kddbench cache --list checkpoints",
+                         "kddbench cache --prune checkpoints --older-than 7 --dry-run",
+                         "kddbench cache --prune all --older-than 90"))
+@click.option("--cache-dir", type=click.Path(), envvar="KDDBENCH_CACHE",
+              help="The cache [default: $KDDBENCH_CACHE, else ~/.cache/kddbench].")
+@click.option("--list", "list_kinds", multiple=True, metavar="KIND",
+              help="List this kind's entries one by one (repeatable; 'all' for every kind).")
+@click.option("--prune", "prune_kinds", multiple=True, metavar="KIND",
+              help="Remove this kind's old entries (repeatable; 'all' for every kind).")
+@click.option("--older-than", type=click.FloatRange(min=0), default=7.0, show_default=True,
+              metavar="DAYS", help="With --prune: only entries last written before this.")
+@click.option("--dry-run", is_flag=True, help="With --prune: say what would go; remove nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def cache(cache_dir, list_kinds, prune_kinds, older_than, dry_run, as_json):
+    import pandas as pd
+
+    from . import cache_admin
+    from .store import ArtifactCache
+
+    store = ArtifactCache(cache_dir)
+    if prune_kinds:
+        removed, busy = cache_admin.prune(store, prune_kinds, older_than, dry_run=dry_run)
+        verb = "would remove" if dry_run else "removed"
+        if as_json:
+            click.echo(json.dumps({"cache": str(store.root), "dry_run": dry_run,
+                                   "removed": [_entry_dict(e) for e in removed],
+                                   "in_use": [_entry_dict(e) for e in busy]}, indent=1))
+            return
+        for e in removed:
+            click.echo(f"{verb} {e.kind}/{e.key} ({e.size / 1e6:.2f} MB, "
+                       f"{e.age_days():.1f} days old): {e.label}")
+        for e in busy:
+            click.echo(f"kept {e.kind}/{e.key}: a running build holds its lock")
+        click.echo(f"{verb} {len(removed)} entries, {sum(e.size for e in removed) / 1e6:.2f} MB "
+                   f"(older than {older_than:g} days) from {store.root}")
+        return
+    found = cache_admin.entries(store, None if not list_kinds or "all" in list_kinds
+                                else list_kinds)
+    if as_json:
+        click.echo(json.dumps({"cache": str(store.root),
+                               "entries": [_entry_dict(e) for e in found]}, indent=1))
+        return
+    if not found:
+        click.echo(f"the cache at {store.root} holds no artifacts")
+        return
+    click.echo(f"cache: {store.root}\n")
+    if list_kinds:
+        rows = [{"kind": e.kind, "key": e.key, "MB": round(e.size / 1e6, 2),
+                 "days old": round(e.age_days(), 1), "made by": e.label} for e in found]
+    else:
+        rows = cache_admin.summary(found)
+    click.echo(pd.DataFrame(rows).to_markdown(index=False))
+
+
+def _entry_dict(entry) -> dict:
+    return {"kind": entry.kind, "key": entry.key, "bytes": entry.size,
+            "written": entry.written, "label": entry.label,
+            "files": [str(p) for p in entry.files]}
+
+
 @cli.command(help="Measure training throughput of the shared protocol against a bare torch "
              "loop on the same tensors and model (and a matmul ceiling)."
              + _examples("kddbench bench", "kddbench bench --arch convnet3 --images 512"))
