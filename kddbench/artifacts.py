@@ -70,6 +70,8 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from .cells import canonical_json, short_hash
 
+ARTIFACT_LEASE = "artifact-"  # a request's id among the cells' (leases, progress, executors)
+
 
 @dataclass(frozen=True)
 class ArtifactRequest:
@@ -89,7 +91,7 @@ class ArtifactRequest:
     # executors treat a request like a cell: an id, a label, a picklable dict
     @property
     def cell_id(self) -> str:
-        return f"artifact-{self.artifact_id}"
+        return f"{ARTIFACT_LEASE}{self.artifact_id}"
 
     def label(self) -> str:
         if self.description:

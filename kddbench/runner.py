@@ -522,6 +522,9 @@ def _run_scheduled(cells: list[Cell], executor, suite_name: str, store: ResultSt
     def started(item) -> None:
         if isinstance(item, ArtifactRequest):
             bar.started(item.cell_id, item.label())
+            # a lease for `kddbench status` only: the artifact cache's lock is what makes
+            # runs that need the same artifact build it once
+            claims.claim(item.cell_id, label=item.label())
 
     schedule = Schedule(cells, by_cell, lambda c: _take(c, store, claims, seen, bar, elsewhere),
                         started)
@@ -529,6 +532,7 @@ def _run_scheduled(cells: list[Cell], executor, suite_name: str, store: ResultSt
     for item, result in executor.map(schedule, suite_name):
         schedule.finished(item)
         if isinstance(item, ArtifactRequest):
+            claims.release(item.cell_id)
             results[item.artifact_id] = result
             bar.finished(item.cell_id, count=False)
             if result.get("status") != "ok" and announce:

@@ -5,7 +5,10 @@ it writes: records (``records/<cell_id>.json``, each written to a temporary file
 into place) and claims (``claims/<cell_id>.lease``, :class:`kddbench.store.Claims`).  It
 writes nothing: a record that does not parse counts as pending and is named (a run moves it
 aside), a lease whose holder is alive and whose heartbeat is fresh makes its cell *running*,
-and a stale lease (holder dead, heartbeat too old) is only counted.
+and a stale lease (holder dead, heartbeat too old) is only counted.  A run with a lazy
+executor also holds a lease (``claims/artifact-<id>.lease``, labelled) for each declared
+artifact a worker is building: those are listed as *artifacts being built*, since a suite of
+long condensations spends most of its time there, with no cell running yet.
 
 A cell is *done* (a record with status ok), *running* (a live claim; this wins over a failed
 record, which is then being retried), *failed* (an error record: its one-line cause is
@@ -23,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .artifacts import ARTIFACT_LEASE
 from .store import Claims, ResultStore, record_problem
 
 STATES = ("done", "running", "failed", "pending")
@@ -47,13 +51,15 @@ class Status:
     stale_claims: int = 0
     unreadable: list[str] = field(default_factory=list)
     estimated: bool = False
+    building: list[dict[str, Any]] = field(default_factory=list)  # artifacts under way
 
     @property
     def total(self) -> dict[str, Any]:
         out: dict[str, Any] = {"experiment": "total", "cells": len(self.cells)}
         for state in STATES:
             out[state] = sum(r[state] for r in self.rows)
-        out["passes_left"] = _sum(r["passes_left"] for r in self.rows)
+        unknown = any(math.isnan(r["passes_left"]) for r in self.rows if r["done"] < r["cells"])
+        out["passes_left"] = math.nan if unknown else _sum(r["passes_left"] for r in self.rows)
         out["seconds_left"] = _sum(r["seconds_left"] for r in self.rows)
         out["unknown_left"] = sum(r["unknown_left"] for r in self.rows)
         return out
@@ -67,7 +73,8 @@ class Status:
                            for c in self.cells if c.state == "failed"],
                 "running": [{"experiment": c.cell.experiment, "cell_id": c.cell.cell_id,
                              "seed": c.cell.seed, "holder": c.holder}
-                            for c in self.cells if c.state == "running"]}
+                            for c in self.cells if c.state == "running"],
+                "building": self.building}
 
 
 def _sum(values) -> float:
@@ -123,7 +130,7 @@ def cell_states(cells, out_dir: str | Path) -> tuple[list[CellState], int, list[
         else:
             states.append(CellState(cell, "pending", note=problem))
     stale = 0
-    if claims.dir.is_dir():
+    if claims.dir.is_dir():  # (artifact leases are counted too: a dead run leaves those)
         for lease in claims.dir.glob("*.lease"):
             if claims.holder(lease.stem) is None and lease.exists():
                 stale += 1
@@ -206,8 +213,10 @@ def status(suite, out_dir: str | Path | None = None, registry=None,
         row["seconds_left"] = seconds if len(left) > unknown else (0.0 if not left else math.nan)
         row["unknown_left"] = unknown
         rows[exp] = row
+    building = [{"artifact": lease, **info}
+                for lease, info in Claims(out / "claims").live(ARTIFACT_LEASE).items()]
     return Status(suite.name, out, states, list(rows.values()), stale, unreadable,
-                  estimated=passes is not None)
+                  estimated=passes is not None, building=building)
 
 
 def _seconds(s: float) -> str:
@@ -251,6 +260,13 @@ def format_status(st: Status) -> str:
             where = f"{h.get('host', '?')} pid {h.get('pid', '?')}"
             lines.append(f"  {_describe(c.cell)}: {where}{age}"
                          + (f" ({c.note})" if c.note else ""))
+    if st.building:
+        lines += ["", f"artifacts being built ({len(st.building)}; their cells wait for them):"]
+        for b in st.building:
+            since = b.get("since")
+            age = f", for {_seconds(now - since)}" if isinstance(since, (int, float)) else ""
+            lines.append(f"  {b.get('label') or b['artifact']}: {b.get('host', '?')} pid "
+                         f"{b.get('pid', '?')}{age}")
     failed = [c for c in st.cells if c.state == "failed"]
     if failed:
         lines += ["", f"failed ({len(failed)}; a run retries them):"]

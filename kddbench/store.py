@@ -301,8 +301,9 @@ class Claims:
         return info or {}
 
     # claiming -------------------------------------------------------------------------------
-    def claim(self, cell_id: str) -> bool:
-        """True when this process now holds ``cell_id`` (a live holder elsewhere: False)."""
+    def claim(self, cell_id: str, label: str | None = None) -> bool:
+        """True when this process now holds ``cell_id`` (a live holder elsewhere: False).
+        ``label`` (what the lease is for, in words) is kept in the lease for ``status``."""
         if cell_id in self.held:
             return True
         path = self.path(cell_id)
@@ -322,7 +323,7 @@ class Claims:
                 continue
             with os.fdopen(fd, "w") as fh:
                 json.dump({"host": self.host, "pid": self.pid, "token": self.token,
-                           "since": time.time()}, fh)
+                           "since": time.time(), **({"label": label} if label else {})}, fh)
             with self._lock:
                 self.held.add(cell_id)
             self._start_heartbeat()
@@ -346,6 +347,17 @@ class Claims:
             return False
         aside.unlink(missing_ok=True)
         return True
+
+    def live(self, prefix: str = "") -> dict[str, dict[str, Any]]:
+        """Every live lease whose id starts with ``prefix``: id -> holder info."""
+        if not self.dir.is_dir():
+            return {}
+        found = {}
+        for lease in sorted(self.dir.glob(f"{prefix}*.lease")):
+            info = self.holder(lease.stem)
+            if info is not None:
+                found[lease.stem] = info
+        return found
 
     def release(self, cell_id: str) -> None:
         with self._lock:

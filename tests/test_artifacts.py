@@ -152,6 +152,39 @@ def test_without_the_cache_nothing_is_built_ahead(tmp_path, cli, plugin):
     assert lines[0] == "cell 1" and lines.count("build derived 1") == 2  # inline, per cell
 
 
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_an_artifact_under_construction_holds_a_lease_that_status_shows(tmp_path, cli, plugin,
+                                                                        monkeypatch, jobs):
+    """While a worker builds an artifact, the run holds a lease for it in the report directory
+    (what `kddbench status` lists as "artifacts being built"); none is left afterwards."""
+    path, log = plugin
+    out = tmp_path / "out"
+    monkeypatch.setenv("KDD_ART_OUT", str(out))
+    peek = (
+        "        from kddbench.store import Claims\n"
+        "        from kddbench.status import status\n"
+        "        live = Claims(os.path.join(os.environ['KDD_ART_OUT'], 'claims')).live('artifact-')\n"
+        "        _log('leases ' + ' '.join(sorted(i.get('label', '?') for i in live.values())))\n"
+        "        built = status(os.environ['KDD_ART_SUITE'], os.environ['KDD_ART_OUT'],\n"
+        "                       estimate=False).building\n"
+        "        _log(f'status {len(built)}')\n")
+    source = DECLARING_PLUGIN.format(module="toy_deps_peek").replace(
+        '        _log(f"build base {group}")\n', '        _log(f"build base {group}")\n' + peek)
+    assert peek in source
+    path = tmp_path / "toy_deps_peek.py"  # a module of its own: the plain one may be imported
+    path.write_text(source)
+    suite = write_suite(tmp_path / "deps.toml", SUITE)
+    monkeypatch.setenv("KDD_ART_SUITE", str(suite))
+    code, _, err = cli("--plugin", path, "run", suite, "--out", out, "--jobs", jobs,
+                       "--no-progress")
+    assert code == 0, err
+    lines = log.read_text().splitlines()
+    leases = [line for line in lines if line.startswith("leases")]
+    assert len(leases) == 2 and all("toy_base[" in line for line in leases), lines
+    assert "status 0" not in lines, lines
+    assert not list((out / "claims").glob("*.lease"))
+
+
 def test_waves_merge_equal_requests_and_order_needs_first():
     a = ArtifactRequest("k", "m:f", {"n": 1})
     b = ArtifactRequest("k2", "m:g", {"n": 1}, needs=(a,))

@@ -109,3 +109,26 @@ def test_it_works_while_a_run_writes_the_store(store):
     for total in seen:
         assert total["cells"] == 15 and total["done"] == 10 and total["failed"] == 1
         assert total["running"] in (1, 2) and total["running"] + total["pending"] == 4
+
+
+def test_an_artifact_being_built_is_listed_and_unestimated_work_is_not_summed_as_zero(store):
+    import math
+
+    from kddbench.status import format_status, status
+    from kddbench.store import Claims
+
+    suite, out, _ = store
+    builder = Claims(out / "claims")
+    assert builder.claim("artifact-0123abcd", label="condensed[dm ipc=10 seed 2]")
+    try:
+        st = status(suite, out, estimate=False)
+        text = format_status(st)
+    finally:
+        builder.release_all()
+    assert "artifacts being built (1" in text and "condensed[dm ipc=10 seed 2]" in text
+    assert st.to_dict()["building"][0]["pid"] == os.getpid()
+    assert st.total["running"] == 1  # the artifact's lease is not a cell's
+    assert status(suite, out, estimate=False).building == []
+    # without the estimate the image passes left are unknown, never 0
+    assert math.isnan(st.total["passes_left"])
+    assert "image passes" not in text.split("compute left")[-1]
