@@ -79,7 +79,7 @@ METHOD_COSTS = {"full": None, "random": None, "average": None, "herding": _embed
                 "kcenter": _embedding, "forgetting": _forgetting, "dc": _gradient_matching,
                 "dsa": _gradient_matching, "dm": _distribution_matching,
                 "datadam": _attention_matching, "ddwang": _meta_learning, "krr": _kernel_ridge}
-FREE = ("full", "random", "average")  # real images: no network runs
+FREE = ("full", "random", "average", "file")  # real images or a file: no network runs
 
 
 def artifact_costs(spec, options, data) -> list[tuple[tuple, float]]:
