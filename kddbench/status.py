@@ -60,8 +60,10 @@ class Status:
             out[state] = sum(r[state] for r in self.rows)
         unknown = any(math.isnan(r["passes_left"]) for r in self.rows if r["done"] < r["cells"])
         out["passes_left"] = math.nan if unknown else _sum(r["passes_left"] for r in self.rows)
-        out["seconds_left"] = _sum(r["seconds_left"] for r in self.rows)
         out["unknown_left"] = sum(r["unknown_left"] for r in self.rows)
+        left = out["cells"] - out["done"]
+        out["seconds_left"] = (math.nan if left and out["unknown_left"] >= left  # none timed
+                               else _sum(r["seconds_left"] for r in self.rows))
         return out
 
     def to_dict(self) -> dict[str, Any]:

@@ -132,3 +132,22 @@ def test_an_artifact_being_built_is_listed_and_unestimated_work_is_not_summed_as
     # without the estimate the image passes left are unknown, never 0
     assert math.isnan(st.total["passes_left"])
     assert "image passes" not in text.split("compute left")[-1]
+
+
+def test_a_total_with_nothing_left_timed_is_unknown_not_zero(tmp_path):
+    """One experiment finished, the other not started: the total time left is "?"."""
+    import math
+
+    from kddbench.status import CellState, Status, format_status
+
+    rows = [{"experiment": "done", "cells": 2, "done": 2, "running": 0, "failed": 0,
+             "pending": 0, "passes_left": 0.0, "seconds_left": 0.0, "unknown_left": 0},
+            {"experiment": "new", "cells": 3, "done": 0, "running": 0, "failed": 0,
+             "pending": 3, "passes_left": math.nan, "seconds_left": math.nan,
+             "unknown_left": 3}]
+    cells = [CellState(None, "done")] * 2 + [CellState(None, "pending")] * 3
+    st = Status("s", tmp_path, cells, rows)
+    assert math.isnan(st.total["seconds_left"]) and math.isnan(st.total["passes_left"])
+    text = format_status(st)
+    assert "| **total** | 5 | 2 | 0 | 0 | 3 | ? | ? |" in text
+    assert "not timed yet" in text
