@@ -7,7 +7,7 @@ from typing import Callable, Iterable
 
 import pandas as pd
 
-from .errors import KddbenchError
+from .errors import KddbenchError, UnknownNameError
 from .plugins import get_registry
 from .store import ResultStore
 
@@ -60,12 +60,7 @@ def run(suite, out_dir: str | Path | None = None, *, overrides: Iterable[str] = 
                            cache_dir=cache_dir, use_cache=use_cache, threads=threads,
                            out_dir=str(out))
     registry = get_registry()
-    cells = suite.cells
-    only = list(only)
-    if only:
-        cells = [c for c in cells if c.experiment in only]
-        if not cells:
-            raise KddbenchError(f"no experiment named {only} in {suite.name}")
+    cells = select_experiments(suite, only)
     todo = sum(not store.is_done(c.cell_id) for c in cells)
     workers = resolve_jobs(jobs, device, todo)
     if workers > 1 and threads is None:
@@ -88,6 +83,28 @@ def run(suite, out_dir: str | Path | None = None, *, overrides: Iterable[str] = 
     return df
 
 
+def select_experiments(suite, only: Iterable[str] = ()) -> list:
+    """The cells of the experiments named in ``only`` (all cells when empty); a name that is
+    not one of the suite's experiments is an error ("did you mean")."""
+    only = list(only)
+    names = list(dict.fromkeys(c.experiment for c in suite.cells))
+    for name in only:
+        if name not in names:
+            raise UnknownNameError("experiment", name, names, note=f"suite {suite.name}")
+    return [c for c in suite.cells if not only or c.experiment in only]
+
+
+def check_executor(name: str, registry) -> None:
+    """Fail now, in one line, on an unknown executor or a bad inline option (what
+    :func:`make_executor` would say), without starting it."""
+    from .names import parse
+    from .runner import executor_options
+
+    base, options = parse(name)
+    spec = registry.get("executor", base)
+    executor_options(spec.name, options, dict(spec.options))
+
+
 def make_executor(name: str, workers: int, settings, registry):
     """The executor plugin ``name``, which may carry inline options checked against its
     declared ones, e.g. ``submitit[partition=gpu,gpus=1]``."""
@@ -107,9 +124,12 @@ def resolve_jobs(jobs: int | str, device: str, todo: int) -> int:
     which trains ~1.4x faster than one process using every core; on a GPU one worker."""
     if str(jobs) != "auto":
         try:
-            return max(1, int(jobs))
+            n = int(jobs)
         except ValueError:
-            raise KddbenchError(f"--jobs must be a number or 'auto', not {jobs!r}") from None
+            n = 0
+        if n < 1:
+            raise KddbenchError(f"--jobs must be a whole number >= 1 or 'auto', not {jobs!r}")
+        return n
     from .context import resolve_device
 
     if resolve_device(device).type != "cpu":

@@ -125,14 +125,14 @@ def show(name, out, overrides):
         raise KddbenchError(unknown_message("plugin", name, every))
 
 
-def _print_plan(path, out, overrides):
-    from .api import report_dir
+def _print_plan(path, out, overrides, only=()):
+    from .api import report_dir, select_experiments
     from .runner import plan
     from .store import ResultStore
     from .suite import load_suite
 
     suite = load_suite(path, overrides)
-    rows = plan(suite.cells, ResultStore(report_dir(suite, out)))
+    rows = plan(select_experiments(suite, only), ResultStore(report_dir(suite, out)))
     import pandas as pd
 
     frame = pd.DataFrame(rows, dtype=object).drop(columns=["cell_id"]).fillna("—")
@@ -208,7 +208,8 @@ def _allow_any_size(force: bool) -> None:
 @click.option("--executor", default=None, help="Executor plugin, options inline: inprocess, process[workers=4], "
               "submitit[partition=gpu,gpus=1] (Slurm; pip install submitit), "
               "ray[address=auto,gpus=1] (pip install ray).")
-@click.option("--threads", type=int, default=None, help="torch threads per worker.")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="torch threads per worker.")
 @click.option("--reporter", "reporters", multiple=True, metavar="NAME",
               help="Also send every finished record to this reporter plugin. Repeatable.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE",
@@ -221,7 +222,7 @@ def _allow_any_size(force: bool) -> None:
 @click.option("--smoke", is_flag=True, help="Every cell at a tiny budget (declared smoke values, "
               "1 epoch, a few images per class) on stand-in data in a temporary data root; "
               "results go to a temporary directory (or --out), never beside real ones.")
-@click.option("--smoke-per-class", type=int, default=None, metavar="N",
+@click.option("--smoke-per-class", type=click.IntRange(min=1), default=None, metavar="N",
               help="Smoke runs: images per class in each split [default: 2].")
 @click.option("--no-wait", is_flag=True,
               help="Do not wait for cells another run on the same --out is computing.")
@@ -235,14 +236,21 @@ def run(suite, out, device, smoke, smoke_per_class, data_root, download, cache_d
 
         data_root, cache_dir = explicit_paths(click.get_current_context(), data_root, cache_dir)
     if dry_run:
+        from .api import check_executor, resolve_jobs
+        from .context import resolve_device
         from .cost import print_estimate
+        from .plugins import get_registry
 
-        print_estimate(suite, overrides, device=device, smoke=smoke, out=out,
-                       smoke_per_class=smoke_per_class, echo=click.echo)
+        resolve_device(device)  # what a run would refuse, refused here too
+        resolve_jobs(jobs, device, 1)
+        if executor:
+            check_executor(executor, get_registry())
+        print_estimate(suite, overrides, device=device, smoke=smoke, out=out, jobs=jobs,
+                       smoke_per_class=smoke_per_class, echo=click.echo, only=only)
         if smoke:
             return
         with _one_line_warnings():  # a corrupt record found here is set aside, in one line
-            _print_plan(suite, out, overrides)
+            _print_plan(suite, out, overrides, only)
         return
     from . import api
     from .report import failures

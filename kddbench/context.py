@@ -36,7 +36,11 @@ def resolve_device(name: str = "auto") -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise KddbenchError("--device cuda was asked for but torch sees no GPU; use --device cpu")
-    return torch.device(name)
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise KddbenchError(f"unknown --device {name!r}: expected auto, cpu, cuda, cuda:N or "
+                            "another device type torch knows (mps, xpu, ...)") from None
 
 
 def derive_seed(seed: int, *stream: Any) -> int:

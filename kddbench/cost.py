@@ -356,17 +356,18 @@ def format_estimate(est: Estimate, workers: int = 1) -> list[str]:
 
 def print_estimate(suite_path, overrides=(), *, device: str = "auto", smoke: bool = False,
                    smoke_per_class: int | None = None, echo: Callable[[str], None] = print,
-                   jobs: int | str = "auto", out=None) -> Estimate | None:
+                   jobs: int | str = "auto", out=None, only=()) -> Estimate | None:
     """The cost block of ``kddbench run SUITE --dry-run``: the cells not yet done in the
-    report directory ``out`` (default ``reports/<suite>``); ``--smoke``: all smoke cells."""
-    from .api import report_dir, resolve_jobs
+    report directory ``out`` (default ``reports/<suite>``) of the experiments ``only`` (all
+    when empty); ``--smoke``: all smoke cells."""
+    from .api import report_dir, resolve_jobs, select_experiments
     from .plugins import get_registry
     from .store import ResultStore
     from .suite import load_suite
 
     registry = get_registry()
     suite = load_suite(suite_path, overrides)
-    cells = suite.cells
+    chosen = cells = select_experiments(suite, only)
     per_class = None
     if not smoke:
         store = ResultStore(report_dir(suite, out))
@@ -375,8 +376,8 @@ def print_estimate(suite_path, overrides=(), *, device: str = "auto", smoke: boo
             echo("Estimated compute: nothing to run (every cell is done).")
             echo("")
             return None
-        if len(cells) < len(suite.cells):
-            echo(f"{len(suite.cells) - len(cells)} of {len(suite.cells)} cells are done; the "
+        if len(cells) < len(chosen):
+            echo(f"{len(chosen) - len(cells)} of {len(chosen)} cells are done; the "
                  "estimate is for the rest.")
     if smoke:
         from .smoke import DEFAULT_PER_CLASS, smoke_cells
