@@ -521,9 +521,10 @@ def _entry_dict(entry) -> dict:
              "loop on the same tensors and model (and a matmul ceiling)."
              + _examples("kddbench bench", "kddbench bench --arch convnet3 --images 512"))
 @click.option("--arch", default="convnet3", show_default=True)
-@click.option("--images", default=512, show_default=True, help="Training images per run.")
-@click.option("--epochs", default=2, show_default=True)
-@click.option("--repeats", default=3, show_default=True)
+@click.option("--images", type=click.IntRange(min=1), default=512, show_default=True,
+              help="Training images per run.")
+@click.option("--epochs", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True)
 @click.option("--device", default="auto", show_default=True)
 def bench(arch, images, epochs, repeats, device):
     from .bench import protocol_vs_bare

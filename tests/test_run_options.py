@@ -39,3 +39,10 @@ def test_only_narrows_the_dry_run(tmp_path, cli):
     code, out, err = cli("run", suite, "--out", tmp_path / "out", "--dry-run", "--only", "other")
     assert code == 0, err
     assert out.rstrip().endswith("3 cells: 3 todo") and "| full " not in out
+
+
+@pytest.mark.parametrize("option", ["--images", "--epochs", "--repeats"])
+def test_bench_refuses_a_zero_budget_in_one_line(cli, option):
+    code, out, err = cli("bench", option, "0")
+    assert code == 2 and f"'{option}': 0 is not in the range" in err
+    assert "Traceback" not in out + err
