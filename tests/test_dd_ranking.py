@@ -117,3 +117,15 @@ def test_one_evaluation_serves_the_condense_cross_arch_and_dd_ranking_cells_of_a
     assert (fresh["evaluations_reused"] == 0).all()
     assert fresh["acc_syn_any"].tolist() == ranked["acc_syn_any"].tolist()
     assert fresh["acc_syn_naug"].tolist() == ranked["acc_syn_naug"].tolist()
+
+
+def test_the_scores_exponent_takes_fractions_not_percentage_points():
+    """docs/condense.md: DD-Ranking 0.2.0's code puts percentage points into the exponent
+    (LRS -0.16 for this set); the definition, and ours, takes fractions (LRS 21.9)."""
+    from kddbench_plugins.condensation.dd_ranking import scores
+
+    s = scores({"real_hard": 90.0, "syn_hard": 60.0, "syn_any": 60.0, "rdm_any": 55.0,
+                "syn_naug": 58.0, "rdm_naug": 55.0})
+    assert s["hlr"] == pytest.approx(30.0) and s["ior"] == pytest.approx(5.0)
+    assert s["lrs"] == pytest.approx(21.89, abs=0.01)
+    assert 0.0 < s["ars"] < 100.0

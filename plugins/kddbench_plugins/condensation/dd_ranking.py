@@ -21,12 +21,23 @@ The random subset's and the whole set's runs are artifacts shared by every metho
 The cell reports HLR, IOR, LRS and ARS (at w = g = 0.5, the leaderboard's default) and every
 accuracy; the ``[[dd_ranking]]`` section recomputes LRS and ARS from them at any other weights.
 
-Where we differ from DD-Ranking 0.2.0 (checked against its documentation, not its code):
-it averages ``num_eval`` = 5 rounds and tunes the learning rate of the random subset (and of a
-set that brings none); we run one round per seed, and use the recipe's learning rate (or the set's
-learned one) for every run, so the comparison is at equal settings rather than each at its best.
-Its "real" accuracy comes from a network trained on the full data with the same recipe; ours
-from ``full_protocol`` (a CPU budget states its epochs).
+Where we differ from DD-Ranking 0.2.0 (checked on 2026-12-02 against its source,
+``ddranking/metrics/hard_label.py``, ``soft_label.py`` and ``aug_robust.py``, and its docs;
+docs/condense.md, "DD-Ranking's scores", has the details):
+
+* units: its code takes the accuracy differences in percentage points (its accuracies are
+  0-100) into the exponent of the normalisation, which the paper defines on fractions in
+  [-1, 1] (a 5-point IOR with a 30-point HLR gives LRS 21.9 on fractions, -0.16 on points);
+  we use fractions, as defined, and report the scores in percent;
+* accuracy: it keeps each run's best test accuracy over the evaluated epochs; we keep the last
+  epoch (or the best on a validation split, ``select = "best_val"``), never the best on test;
+* rounds and learning rates: it averages ``num_eval`` = 5 rounds and searches the learning rate
+  of the random subset (and of a set that brings none) on the test accuracy; we run one round
+  per seed and use the recipe's learning rate (or the set's learned one) for every run, so the
+  comparison is at equal settings rather than each at its best;
+* "real": its full-data accuracy is a network trained on the whole set with its recipe (or a
+  cached number per data set and network); ours is ``full_protocol`` (a CPU budget states its
+  epochs).
 """
 from __future__ import annotations
 
