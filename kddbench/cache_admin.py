@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Iterable
 
 from .errors import UnknownNameError
-from .store import ArtifactCache
+from .store import ArtifactCache, file_lock
 
 SUFFIXES = (".pt", ".json", ".lock")
 DAY_S = 86400.0
@@ -98,31 +98,6 @@ def entries(cache: ArtifactCache, only: Iterable[str] | None = None) -> list[Cac
     return sorted(out, key=lambda e: (e.written, e.kind, e.key))
 
 
-@contextlib.contextmanager
-def _unless_in_use(entry: CacheEntry):
-    """Yield True while holding the entry's lock, False when another process holds it (a build
-    under way); without fcntl (Windows) every entry counts as free."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows
-        yield True
-        return
-    lock = next((p for p in entry.files if p.suffix == ".lock"), None)
-    if lock is None or not lock.exists():
-        yield True
-        return
-    with open(lock, "a+") as fh:
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-
-
 def prune(cache: ArtifactCache, prune_kinds: Iterable[str], older_than_days: float,
           dry_run: bool = False, now: float | None = None) -> tuple[list[CacheEntry],
                                                                     list[CacheEntry]]:
@@ -137,7 +112,9 @@ def prune(cache: ArtifactCache, prune_kinds: Iterable[str], older_than_days: flo
     for entry in selected:
         if entry.age_days(now) <= older_than_days:
             continue
-        with _unless_in_use(entry) as free:
+        lock = next((p for p in entry.files if p.suffix == ".lock"), None)
+        with (file_lock(lock, wait=False) if lock is not None and lock.exists()
+              else contextlib.nullcontext(True)) as free:
             if not free:
                 busy.append(entry)
                 continue

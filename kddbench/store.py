@@ -86,17 +86,22 @@ def sha256_file(path: Path) -> str:
 
 
 @contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    """An exclusive advisory lock (fcntl where available; a no-op elsewhere)."""
+def file_lock(path: Path, wait: bool = True) -> Iterator[bool]:
+    """An exclusive advisory lock (fcntl where available; a no-op elsewhere).  Yields True
+    while held; with ``wait=False`` it yields False at once when another process holds it."""
     try:
         import fcntl
     except ImportError:  # pragma: no cover - Windows
-        yield
+        yield True
         return
     with open(path, "a+") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
         try:
-            yield
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
         finally:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
@@ -496,7 +501,7 @@ class ArtifactCache:
             self.misses += 1
             return build()
         data_path, _ = self.paths(kind, key_dict)
-        with _file_lock(data_path.with_suffix(".lock")):
+        with file_lock(data_path.with_suffix(".lock")):
             value = self.load(kind, key_dict, check)
             if value is not None:
                 self.hits += 1
