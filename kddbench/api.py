@@ -94,26 +94,22 @@ def select_experiments(suite, only: Iterable[str] = ()) -> list:
     return [c for c in suite.cells if not only or c.experiment in only]
 
 
-def check_executor(name: str, registry) -> None:
-    """Fail now, in one line, on an unknown executor or a bad inline option (what
-    :func:`make_executor` would say), without starting it."""
+def check_executor(name: str, registry):
+    """The executor spec and inline options of ``name``, checked against the declared ones;
+    an unknown executor or a bad option fails here, in one line, without starting anything."""
     from .names import parse
     from .runner import executor_options
 
     base, options = parse(name)
     spec = registry.get("executor", base)
     executor_options(spec.name, options, dict(spec.options))
+    return spec, options
 
 
 def make_executor(name: str, workers: int, settings, registry):
     """The executor plugin ``name``, which may carry inline options checked against its
     declared ones, e.g. ``submitit[partition=gpu,gpus=1]``."""
-    from .names import parse
-    from .runner import executor_options
-
-    base, options = parse(name)
-    spec = registry.get("executor", base)
-    executor_options(spec.name, options, dict(spec.options))
+    spec, options = check_executor(name, registry)
     if spec.name == "process":
         options.setdefault("workers", workers)
     return spec.load()(settings, registry, **options)

@@ -111,8 +111,10 @@ def one_line_cause(record: dict[str, Any]) -> str:
     return first if len(first) <= 200 else first[:197] + "..."
 
 
-def cell_states(cells, out_dir: str | Path) -> tuple[list[CellState], int, list[str]]:
-    """Each cell's state in ``out_dir``, the number of stale claims, the unreadable records."""
+def cell_states(cells, out_dir: str | Path) -> tuple[list[CellState], int, list[str],
+                                                    list[dict[str, Any]]]:
+    """Each cell's state in ``out_dir``, the number of stale claims, the unreadable records,
+    and the artifacts being built (their live leases' holders)."""
     out = Path(out_dir)
     store = ResultStore(out)
     claims = Claims(out / "claims")
@@ -131,12 +133,12 @@ def cell_states(cells, out_dir: str | Path) -> tuple[list[CellState], int, list[
             states.append(CellState(cell, "failed", cause=one_line_cause(record)))
         else:
             states.append(CellState(cell, "pending", note=problem))
-    stale = 0
-    if claims.dir.is_dir():  # (artifact leases are counted too: a dead run leaves those)
-        for lease in claims.dir.glob("*.lease"):
-            if claims.holder(lease.stem) is None and lease.exists():
-                stale += 1
-    return states, stale, unreadable
+    live = claims.live()  # every lease read once: the stale ones are the rest
+    stale = sum(1 for lease in claims.dir.glob("*.lease")
+                if lease.stem not in live and lease.exists()) if claims.dir.is_dir() else 0
+    building = [{"artifact": lease, **info} for lease, info in live.items()
+                if lease.startswith(ARTIFACT_LEASE)]
+    return states, stale, unreadable, building
 
 
 def _float(value: Any) -> float | None:
@@ -179,7 +181,7 @@ def status(suite, out_dir: str | Path | None = None, registry=None,
 
     suite = resolve_suite(suite)
     out = report_dir(suite, out_dir)
-    states, stale, unreadable = cell_states(suite.cells, out)
+    states, stale, unreadable, building = cell_states(suite.cells, out)
     passes = None
     busy = {s.cell.experiment for s in states if s.state != "done"}
     if estimate and busy:  # the cost of the experiments with work left (theirs finished too)
@@ -215,8 +217,6 @@ def status(suite, out_dir: str | Path | None = None, registry=None,
         row["seconds_left"] = seconds if len(left) > unknown else (0.0 if not left else math.nan)
         row["unknown_left"] = unknown
         rows[exp] = row
-    building = [{"artifact": lease, **info}
-                for lease, info in Claims(out / "claims").live(ARTIFACT_LEASE).items()]
     return Status(suite.name, out, states, list(rows.values()), stale, unreadable,
                   estimated=passes is not None, building=building)
 
@@ -252,23 +252,20 @@ def format_status(st: Status) -> str:
         lines.append(f"| {name} | {r['cells']} | " + " | ".join(str(r[s]) for s in STATES)
                      + f" | {passes} | {left} |")
     now = time.time()
+
+    def held(h: dict[str, Any]) -> str:  # a lease's holder: where, and for how long
+        since = h.get("since")
+        age = f", for {_seconds(now - since)}" if isinstance(since, (int, float)) else ""
+        return f"{h.get('host', '?')} pid {h.get('pid', '?')}{age}"
+
     running = [c for c in st.cells if c.state == "running"]
     if running:
         lines += ["", f"running ({len(running)}):"]
-        for c in running:
-            h = c.holder or {}
-            since = h.get("since")
-            age = f", for {_seconds(now - since)}" if isinstance(since, (int, float)) else ""
-            where = f"{h.get('host', '?')} pid {h.get('pid', '?')}"
-            lines.append(f"  {_describe(c.cell)}: {where}{age}"
-                         + (f" ({c.note})" if c.note else ""))
+        lines += [f"  {_describe(c.cell)}: {held(c.holder or {})}"
+                  + (f" ({c.note})" if c.note else "") for c in running]
     if st.building:
         lines += ["", f"artifacts being built ({len(st.building)}; their cells wait for them):"]
-        for b in st.building:
-            since = b.get("since")
-            age = f", for {_seconds(now - since)}" if isinstance(since, (int, float)) else ""
-            lines.append(f"  {b.get('label') or b['artifact']}: {b.get('host', '?')} pid "
-                         f"{b.get('pid', '?')}{age}")
+        lines += [f"  {b.get('label') or b['artifact']}: {held(b)}" for b in st.building]
     failed = [c for c in st.cells if c.state == "failed"]
     if failed:
         lines += ["", f"failed ({len(failed)}; a run retries them):"]
