@@ -45,6 +45,21 @@ class CondenseRequest:
     net_key: dict[str, Any] = field(default_factory=dict)
 
 
+def pack_curve(curve: list[dict[str, float]], dtype: torch.dtype = torch.float64
+               ) -> tuple[list[str], torch.Tensor]:
+    """A loss curve (rows of named scalars) as tensors only, for a set or a checkpoint: the
+    sorted names, and a (rows, names) tensor with NaN where a row lacks a name."""
+    keys = sorted({k for row in curve for k in row}) or ["step", "loss"]
+    table = torch.tensor([[float(row.get(k, float("nan"))) for k in keys] for row in curve],
+                         dtype=dtype).reshape(-1, len(keys))
+    return keys, table
+
+
+def unpack_curve(keys: list[str], table: torch.Tensor) -> list[dict[str, float]]:
+    """The rows :func:`pack_curve` packed."""
+    return [dict(zip(keys, map(float, row))) for row in table.tolist()]
+
+
 @dataclass
 class SyntheticSet:
     """A condensed training set.
@@ -73,20 +88,14 @@ class SyntheticSet:
         if self.init_images is not None:
             out["init_images"] = self.init_images.detach().cpu()
         if self.curve:
-            keys = sorted({k for row in self.curve for k in row})
-            out["curve_keys"] = keys
-            out["curve"] = torch.tensor([[float(row.get(k, float("nan"))) for k in keys]
-                                         for row in self.curve])
+            out["curve_keys"], out["curve"] = pack_curve(self.curve, torch.float32)
         if self.extras:
             out["extras"] = {k: v.detach().cpu() for k, v in self.extras.items()}
         return out
 
     @classmethod
     def from_tensors(cls, data: dict[str, Any]) -> "SyntheticSet":
-        curve = []
-        if "curve" in data:
-            keys = data["curve_keys"]
-            curve = [dict(zip(keys, map(float, row))) for row in data["curve"].tolist()]
+        curve = unpack_curve(data["curve_keys"], data["curve"]) if "curve" in data else []
         lr = float(data["lr"]) if "lr" in data else None
         return cls(data["images"], data["labels"], lr, data.get("init_images"), curve,
                    extras=dict(data.get("extras", {})))

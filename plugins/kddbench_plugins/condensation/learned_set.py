@@ -24,7 +24,7 @@ from typing import Any, Callable, Mapping
 
 import torch
 
-from kddbench.condense import CondenseRequest, SyntheticSet
+from kddbench.condense import CondenseRequest, SyntheticSet, pack_curve, unpack_curve
 from kddbench.errors import KddbenchError
 
 from .synthesis import initial_set
@@ -84,17 +84,14 @@ class LearnedSet:
         self.request.generator.set_state(state["generator"])
         self.start = int(state["iteration"])
         self.resumed_from = self.start
-        keys = state.get("curve_keys", [])
-        self.curve = [dict(zip(keys, map(float, row))) for row in state["curve"].tolist()]
+        self.curve = unpack_curve(state.get("curve_keys", []), state["curve"])
         return state.get("method")
 
     def save(self, next_iteration: int) -> None:
         ck = self._checkpoint()
         if ck is None:
             return
-        keys = sorted({k for row in self.curve for k in row}) or ["step", "loss"]
-        curve = torch.tensor([[float(row.get(k, float("nan"))) for k in keys]
-                              for row in self.curve], dtype=torch.float64).reshape(-1, len(keys))
+        keys, curve = pack_curve(self.curve)
         ck.save({
             "format": CHECKPOINT_FORMAT,
             "iteration": int(next_iteration),
