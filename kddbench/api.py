@@ -28,7 +28,7 @@ def run(suite, out_dir: str | Path | None = None, *, overrides: Iterable[str] = 
         device: str = "auto", data_root: str | None = None, download: bool | None = None,
         cache_dir: str | None = None, use_cache: bool = True, jobs: int | str = "auto",
         executor: str | None = None, rerun_failed: bool = True, progress: bool = True,
-        threads: int | None = None, only: Iterable[str] = (),
+        threads: int | None = None, only: Iterable[str] = (), where: Iterable[str] = (),
         smoke: bool = False, smoke_per_class: int | None = None,
         reporters: Iterable[str] = (), wait: bool = True,
         announce: Callable[[str], None] | None = None) -> pd.DataFrame:
@@ -60,7 +60,7 @@ def run(suite, out_dir: str | Path | None = None, *, overrides: Iterable[str] = 
                            cache_dir=cache_dir, use_cache=use_cache, threads=threads,
                            out_dir=str(out))
     registry = get_registry()
-    cells = select_experiments(suite, only)
+    cells = select_experiments(suite, only, where)
     todo = sum(not store.is_done(c.cell_id) for c in cells)
     workers = resolve_jobs(jobs, device, todo)
     if workers > 1 and threads is None:
@@ -83,15 +83,58 @@ def run(suite, out_dir: str | Path | None = None, *, overrides: Iterable[str] = 
     return df
 
 
-def select_experiments(suite, only: Iterable[str] = ()) -> list:
-    """The cells of the experiments named in ``only`` (all cells when empty); a name that is
-    not one of the suite's experiments is an error ("did you mean")."""
+def select_experiments(suite, only: Iterable[str] = (), where: Iterable[str] = ()) -> list:
+    """The cells of the experiments named in ``only`` (all cells when empty) whose axes match
+    every clause of ``where``; a name that is not one of the suite's experiments is an error
+    ("did you mean"), and so are a clause naming no axis of those cells, a value no cell has
+    and clauses that together leave no cell."""
     only = list(only)
     names = list(dict.fromkeys(c.experiment for c in suite.cells))
     for name in only:
         if name not in names:
             raise UnknownNameError("experiment", name, names, note=f"suite {suite.name}")
-    return [c for c in suite.cells if not only or c.experiment in only]
+    cells = [c for c in suite.cells if not only or c.experiment in only]
+    clauses = [parse_where(clause) for clause in where]
+    for key, values in clauses:
+        have = {axis_text(c, key) for c in cells} - {None}
+        if not have:
+            axes = {k for c in cells for k in c.axes} | {"seed"}
+            raise UnknownNameError("axis", key, axes, note="in --where")
+        for value in values:
+            if value not in have:
+                raise UnknownNameError(f"value of {key}", value, have, note="in --where")
+    cells = [c for c in cells if all(axis_text(c, key) in values for key, values in clauses)]
+    if not cells:
+        raise KddbenchError("no cell matches every --where clause together: "
+                            + " ".join(f"{k}={'|'.join(v)}" for k, v in clauses))
+    return cells
+
+
+def parse_where(clause: str) -> tuple[str, tuple[str, ...]]:
+    """``KEY=V1|V2|...`` as (key, values); a ``|`` inside brackets belongs to its value
+    (``method=datadam[init=real|noise]`` is one value)."""
+    key, eq, rest = str(clause).partition("=")
+    key = key.strip()
+    values, depth, part = [], 0, ""
+    for ch in rest:
+        depth += {"[": 1, "]": -1}.get(ch, 0)
+        if ch == "|" and depth == 0:
+            values.append(part.strip())
+            part = ""
+        else:
+            part += ch
+    values.append(part.strip())
+    if not eq or not key or not all(values):
+        raise KddbenchError(f"--where {clause!r}: expected KEY=VALUE or KEY=VALUE|VALUE|..., "
+                            "e.g. dataset=fashion-mnist or ipc=1|10")
+    return key, tuple(values)
+
+
+def axis_text(cell, key: str) -> str | None:
+    """A cell's value of axis ``key`` (or its seed) as text, None where it has no such axis."""
+    if key == "seed":
+        return str(cell.seed)
+    return None if key not in cell.axes else str(cell.axes[key])
 
 
 def check_executor(name: str, registry):

@@ -125,14 +125,14 @@ def show(name, out, overrides):
         raise KddbenchError(unknown_message("plugin", name, every))
 
 
-def _print_plan(path, out, overrides, only=()):
+def _print_plan(path, out, overrides, only=(), where=()):
     from .api import report_dir, select_experiments
     from .runner import plan
     from .store import ResultStore
     from .suite import load_suite
 
     suite = load_suite(path, overrides)
-    rows = plan(select_experiments(suite, only), ResultStore(report_dir(suite, out)))
+    rows = plan(select_experiments(suite, only, where), ResultStore(report_dir(suite, out)))
     import pandas as pd
 
     frame = pd.DataFrame(rows, dtype=object).drop(columns=["cell_id"]).fillna("—")
@@ -190,7 +190,9 @@ def _allow_any_size(force: bool) -> None:
                          "kddbench run suites/quickstart.toml --dry-run",
                          "kddbench run suites/paper_tables.toml --smoke",
                          "kddbench run suites/paper_tables.toml --device cuda --download",
-                         "kddbench run suites/quickstart.toml --set 'experiments.*.seeds=1'"))
+                         "kddbench run suites/quickstart.toml --set 'experiments.*.seeds=1'",
+                         "kddbench run suites/paper_tables.toml --only dd_random_dsa "
+                         "--where dataset=fashion-mnist --where 'ipc=1|10'"))
 @click.argument("suite", type=click.Path())
 @click.option("--out", type=click.Path(), help="Report directory [default: reports/<suite name>].")
 @click.option("--device", default="auto", show_default=True,
@@ -215,6 +217,10 @@ def _allow_any_size(force: bool) -> None:
 @click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE",
               help="Override a suite value, e.g. protocols.quick.epochs=5. Repeatable.")
 @click.option("--only", multiple=True, metavar="EXPERIMENT", help="Run only these experiments.")
+@click.option("--where", multiple=True, metavar="AXIS=VALUE[|VALUE...]",
+              help="Run only the cells whose axis has one of these values, e.g. "
+              "dataset=fashion-mnist, 'ipc=1|10', seed=0. Repeatable (all must hold); a "
+              "cell's id, hence its record, is the same as in the whole suite.")
 @click.option("--dry-run", is_flag=True, help="List the cells and which are already done, after "
               "the estimated compute of the rest (image passes, and seconds from a short "
               "calibration on --device).")
@@ -229,7 +235,7 @@ def _allow_any_size(force: bool) -> None:
 @click.option("--force", is_flag=True, help="Run suites of any size (default limit: 100,000 "
               "cells; also KDDBENCH_MAX_CELLS).")
 def run(suite, out, device, smoke, smoke_per_class, data_root, download, cache_dir, no_cache, jobs, executor, threads,
-        reporters, overrides, only, dry_run, no_progress, no_wait, force):
+        reporters, overrides, only, where, dry_run, no_progress, no_wait, force):
     _allow_any_size(force)
     if smoke:  # only an explicit --data-root/--cache-dir counts, not KDDBENCH_DATA/_CACHE
         from .smoke import explicit_paths
@@ -246,11 +252,12 @@ def run(suite, out, device, smoke, smoke_per_class, data_root, download, cache_d
         if executor:
             check_executor(executor, get_registry())
         print_estimate(suite, overrides, device=device, smoke=smoke, out=out, jobs=jobs,
-                       smoke_per_class=smoke_per_class, echo=click.echo, only=only)
+                       smoke_per_class=smoke_per_class, echo=click.echo, only=only,
+                       where=where)
         if smoke:
             return
         with _one_line_warnings():  # a corrupt record found here is set aside, in one line
-            _print_plan(suite, out, overrides, only)
+            _print_plan(suite, out, overrides, only, where)
         return
     from . import api
     from .report import failures
@@ -260,7 +267,7 @@ def run(suite, out, device, smoke, smoke_per_class, data_root, download, cache_d
                      overrides=overrides, device=device, data_root=data_root,
                      download=download, cache_dir=cache_dir, use_cache=not no_cache, jobs=jobs,
                      executor=executor, progress=not no_progress, threads=threads, only=only,
-                     reporters=reporters, wait=not no_wait,
+                     where=where, reporters=reporters, wait=not no_wait,
                      announce=lambda message: click.echo(message, err=True))
     suite_obj = api.resolve_suite(suite, overrides)
     where = Path(df.attrs["smoke"]["out"]) if smoke else api.report_dir(suite_obj, out)

@@ -356,10 +356,10 @@ def format_estimate(est: Estimate, workers: int = 1) -> list[str]:
 
 def print_estimate(suite_path, overrides=(), *, device: str = "auto", smoke: bool = False,
                    smoke_per_class: int | None = None, echo: Callable[[str], None] = print,
-                   jobs: int | str = "auto", out=None, only=()) -> Estimate | None:
+                   jobs: int | str = "auto", out=None, only=(), where=()) -> Estimate | None:
     """The cost block of ``kddbench run SUITE --dry-run``: the cells not yet done in the
     report directory ``out`` (default ``reports/<suite>``) of the experiments ``only`` (all
-    when empty); ``--smoke``: all smoke cells."""
+    when empty) that match ``where``; ``--smoke``: all smoke cells."""
     from .api import report_dir, resolve_jobs, select_experiments
     from .plugins import get_registry
     from .store import ResultStore
@@ -367,7 +367,7 @@ def print_estimate(suite_path, overrides=(), *, device: str = "auto", smoke: boo
 
     registry = get_registry()
     suite = load_suite(suite_path, overrides)
-    chosen = cells = select_experiments(suite, only)
+    chosen = cells = select_experiments(suite, only, where)
     per_class = None
     if not smoke:
         store = ResultStore(report_dir(suite, out))

@@ -1,6 +1,8 @@
 """`kddbench run` refuses bad options in one line with exit 2, with --dry-run as without it:
 the dry run is what a user tries first, so it must not accept what the run would refuse."""
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from conftest import TINY_SUITE, write_suite
 
@@ -14,6 +16,12 @@ BAD = [
     (("--executor", "process[workers=0]"), "option 'workers': expected int >= 1"),
     (("--executor", "proces"), "did you mean 'process'"),
     (("--only", "tyo"), "unknown experiment 'tyo'; did you mean 'toy'"),
+    (("--where", "ipcc=2"), "unknown axis 'ipcc'; did you mean 'ipc'"),
+    (("--where", "method=randm"), "unknown value of method 'randm'; did you mean 'random'"),
+    (("--where", "ipc=7"), "unknown value of ipc '7'"),
+    (("--where", "ipc"), "expected KEY=VALUE"),
+    (("--where", "ipc=2|"), "expected KEY=VALUE"),
+    (("--where", "method=full", "--where", "ipc=2"), "no cell matches every --where clause"),
 ]
 
 
@@ -39,6 +47,42 @@ def test_only_narrows_the_dry_run(tmp_path, cli):
     code, out, err = cli("run", suite, "--out", tmp_path / "out", "--dry-run", "--only", "other")
     assert code == 0, err
     assert out.rstrip().endswith("3 cells: 3 todo") and "| full " not in out
+
+
+def test_where_narrows_the_dry_run_to_the_cells_of_those_values(tmp_path, cli):
+    suite = write_suite(tmp_path / "tiny.toml", TINY_SUITE)
+    code, out, err = cli("run", suite, "--out", tmp_path / "out", "--dry-run",
+                         "--where", "method=random|average", "--where", "ipc=5",
+                         "--where", "seed=1")
+    assert code == 0, err
+    assert out.rstrip().endswith("2 cells: 2 todo")
+    rows = [[c.strip() for c in line.split("|")[1:-1]] for line in out.splitlines()
+            if line.startswith("| toy ") and "condense" in line]
+    header = next([c.strip() for c in line.split("|")[1:-1]] for line in out.splitlines()
+                  if line.startswith("| experiment ") and "seed" in line)
+    picked = {(r[header.index("method")], r[header.index("ipc")], r[header.index("seed")])
+              for r in rows}
+    assert picked == {("random", "5", "1"), ("average", "5", "1")}
+
+
+def test_a_slice_run_with_where_fills_the_whole_suites_cells(tmp_path, cli):
+    suite = write_suite(tmp_path / "tiny.toml", TINY_SUITE)
+    code, out, err = cli("run", suite, "--out", tmp_path / "out", "--no-progress", "--jobs", "1",
+                         "--where", "method=average", "--where", "ipc=2")
+    assert code == 0, err
+    assert len(list((tmp_path / "out" / "records").glob("*.json"))) == 2
+    code, out, err = cli("run", suite, "--out", tmp_path / "out", "--dry-run")
+    assert code == 0, err
+    assert out.rstrip().endswith("10 cells: 2 done, 8 todo")
+
+
+@given(key=st.from_regex(r"[a-z_]{1,8}", fullmatch=True),
+       values=st.lists(st.from_regex(r"[a-z0-9.\-]{1,6}(\[[a-z]=[a-z0-9|]{1,5}\])?",
+                                     fullmatch=True), min_size=1, max_size=4))
+def test_a_where_clause_parses_back_to_its_key_and_values(key, values):
+    from kddbench.api import parse_where
+
+    assert parse_where(f"{key}={'|'.join(values)}") == (key, tuple(values))
 
 
 @pytest.mark.parametrize("option", ["--images", "--epochs", "--repeats"])
