@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from .cells import Cell, short_hash
 from .recipe import epoch_images
@@ -70,6 +70,18 @@ class Work:
 def work_key(work: Work) -> str:
     """What names shared work (a teacher, an expert) so an estimate counts it once."""
     return work.key if isinstance(work.key, str) else short_hash(work.key)
+
+
+def unshared(works: Iterable[Work], seen: set) -> Iterator[Work]:
+    """The works not yet in ``seen`` (shared work, e.g. a teacher or an expert, counts for the
+    first cell that needs it only); adds their keys to ``seen``."""
+    for w in works:
+        if w.key is not None:
+            k = work_key(w)
+            if k in seen:
+                continue
+            seen.add(k)
+        yield w
 
 
 def train_passes(epochs: int, images: int) -> float:
@@ -308,12 +320,7 @@ def estimate(cells: list[Cell], registry, device: str = "auto",
         if works is None:
             row["not_estimated"] += 1
             continue
-        for w in works:
-            if w.key is not None:
-                k = work_key(w)
-                if k in seen_keys:
-                    continue
-                seen_keys.add(k)
+        for w in unshared(works, seen_keys):
             row["passes"] += float(w.passes)
             row["seconds"] += seconds_of(w, calib)
     return Estimate(list(rows.values()), calib, labels, dev, threads)

@@ -153,7 +153,7 @@ def _passes(cells, registry) -> dict[str, float] | None:
     """Image passes per cell id from the dry-run cost estimate (``None`` when the cost
     module or the tasks' cost functions cannot say)."""
     try:
-        from .cost import CostInfo, work_key, works_of
+        from .cost import CostInfo, unshared, works_of
     except ImportError:
         return None
     out: dict[str, float] = {}
@@ -161,15 +161,7 @@ def _passes(cells, registry) -> dict[str, float] | None:
     for cell, works in works_of(cells, registry, CostInfo(registry)):
         if works is None:
             continue
-        total = 0.0
-        for w in works:
-            if w.key is not None:
-                key = work_key(w)
-                if key in seen:
-                    continue
-                seen.add(key)
-            total += float(w.passes)
-        out[cell.cell_id] = total
+        out[cell.cell_id] = sum(float(w.passes) for w in unshared(works, seen))
     return out or None
 
 
