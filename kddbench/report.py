@@ -77,6 +77,8 @@ def _sort_key(label: str):
 def _table_rows(df: pd.DataFrame, table) -> pd.DataFrame | None:
     """The finished rows a ``[[tables]]`` entry covers, its row/column keys as labels."""
     ok = df[df["status"] == "ok"] if "status" in df else df
+    if ok.empty:  # no record yet: nothing of any column, the experiment's included
+        return None
     if table.experiments:
         ok = ok[ok["experiment"].isin(table.experiments)]
     if table.where:

@@ -73,6 +73,18 @@ def test_leaderboard_filters_by_where_and_is_empty_without_rows():
         "_no finished results yet_\n"
 
 
+def test_a_report_of_tables_naming_experiments_with_no_record_yet_is_empty_not_a_crash(
+        tmp_path, cli):
+    from conftest import TINY_SUITE, write_suite
+
+    suite = write_suite(tmp_path / "tiny.toml", TINY_SUITE.replace(
+        'columns = ["ipc"]\nmetric', 'columns = ["ipc"]\nexperiments = ["toy"]\nmetric'))
+    assert 'experiments = ["toy"]' in Path(suite).read_text()
+    code, out, err = cli("report", suite, "--out", tmp_path / "out")
+    assert code == 0, err
+    assert "_no finished results yet_" in (tmp_path / "out" / "leaderboard.md").read_text()
+
+
 def test_compare_golden_and_verdicts():
     base = pd.read_csv(DATA / "compare_baseline.csv")
     cur = pd.read_csv(DATA / "compare_current.csv")
