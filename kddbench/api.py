@@ -211,12 +211,14 @@ def report(suite, out_dir: str | Path | None = None, overrides: Iterable[str] = 
 
 
 def status(suite, out_dir: str | Path | None = None, overrides: Iterable[str] = (),
-           estimate: bool = True):
-    """Done, running, failed and pending cells of ``suite`` in its report directory, and the
-    compute left (:func:`kddbench.status.status`); reads only, safe during a run."""
+           estimate: bool = True, only: Iterable[str] = (), where: Iterable[str] = ()):
+    """Done, running, failed and pending cells of ``suite`` (of the experiments ``only``, the
+    cells matching ``where``) in its report directory, and the compute left
+    (:func:`kddbench.status.status`); reads only, safe during a run."""
     from .status import status as _status
 
-    return _status(resolve_suite(suite, overrides), out_dir, estimate=estimate)
+    return _status(resolve_suite(suite, overrides), out_dir, estimate=estimate, only=only,
+                   where=where)
 
 
 def history(results, history_file: str | Path | None = None, **kwargs):

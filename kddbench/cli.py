@@ -311,17 +311,22 @@ def report(suite, out, overrides, html):
              "cells per experiment and in total, the failed cells' causes and the compute left. "
              "Reads only: safe while a run writes to the same report directory."
              + _examples("kddbench status suites/quickstart.toml",
-                         "kddbench status suites/ci.toml --out /tmp/ci --json"))
+                         "kddbench status suites/ci.toml --out /tmp/ci --json",
+                         "kddbench status suites/paper_tables.toml --where dataset=fashion-mnist"))
 @click.argument("suite", type=click.Path())
 @click.option("--out", type=click.Path(), help="Report directory [default: reports/<suite name>].")
 @click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--no-estimate", is_flag=True, help="Skip the image-pass estimate of the work left.")
-def status(suite, out, overrides, as_json, no_estimate):
+@click.option("--only", multiple=True, metavar="EXPERIMENT", help="Only these experiments.")
+@click.option("--where", multiple=True, metavar="AXIS=VALUE[|VALUE...]",
+              help="Only the cells whose axis has one of these values (as in run).")
+def status(suite, out, overrides, as_json, no_estimate, only, where):
     from . import api
     from .status import format_status
 
-    result = api.status(suite, out, overrides, estimate=not no_estimate)
+    result = api.status(suite, out, overrides, estimate=not no_estimate, only=only,
+                        where=where)
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=1, default=str))
     else:

@@ -166,14 +166,16 @@ def _passes(cells, registry) -> dict[str, float] | None:
 
 
 def status(suite, out_dir: str | Path | None = None, registry=None,
-           estimate: bool = True) -> Status:
+           estimate: bool = True, only=(), where=()) -> Status:
     """The state of every cell of ``suite`` (a Suite or a suite file) in ``out_dir`` (default
-    ``reports/<suite name>``), per experiment and in total, with the compute left."""
-    from .api import report_dir, resolve_suite
+    ``reports/<suite name>``), per experiment and in total, with the compute left; ``only`` and
+    ``where`` narrow the cells as they narrow a run (:func:`kddbench.api.select_experiments`)."""
+    from .api import report_dir, resolve_suite, select_experiments
 
     suite = resolve_suite(suite)
     out = report_dir(suite, out_dir)
-    states, stale, unreadable, building = cell_states(suite.cells, out)
+    cells = select_experiments(suite, only, where)
+    states, stale, unreadable, building = cell_states(cells, out)
     passes = None
     busy = {s.cell.experiment for s in states if s.state != "done"}
     if estimate and busy:  # the cost of the experiments with work left (theirs finished too)
@@ -181,7 +183,7 @@ def status(suite, out_dir: str | Path | None = None, registry=None,
             from .plugins import get_registry
 
             registry = get_registry()
-        passes = _passes([c for c in suite.cells if c.experiment in busy], registry)
+        passes = _passes([c for c in cells if c.experiment in busy], registry)
     rows: dict[str, dict[str, Any]] = {}
     by_exp: dict[str, list[CellState]] = {}
     for s in states:

@@ -69,6 +69,18 @@ def test_the_cli(store, cli):
     assert code == 2 and err.count("\n") == 1
 
 
+def test_where_narrows_the_status_as_it_narrows_a_run(store, cli):
+    suite, out, gone = store
+    average = [c for c in suite.cells if c.axes["method"] == "average"]
+    code, text, err = cli("status", suite.path, "--out", out, "--no-estimate",
+                          "--where", "method=average")
+    assert code == 0, err
+    # the 4 average cells taken out above: one running, two pending, one corrupt (pending)
+    assert f"| **total** | {len(average)} | {len(average) - 4} | 1 | 0 | 3 |" in text
+    code, _, err = cli("status", suite.path, "--out", out, "--where", "method=averag")
+    assert code == 2 and "did you mean 'average'" in err
+
+
 def test_an_empty_store_is_all_pending(tmp_path):
     from kddbench.status import format_status, status
 
