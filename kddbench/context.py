@@ -1,7 +1,9 @@
 """What a task plugin may use while it runs one cell: data, networks, recipes, artifacts."""
 from __future__ import annotations
 
+import json
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -14,7 +16,7 @@ from .data import DataSplits
 from .errors import KddbenchError
 from .plugins import Registry
 from .protocol import Recipe, make_generator, seeded
-from .store import ArtifactCache
+from .store import ArtifactCache, atomic_write_text
 
 DATA_ENV = "KDDBENCH_DATA"
 DOWNLOAD_ENV = "KDDBENCH_DOWNLOAD"
@@ -49,10 +51,12 @@ def derive_seed(seed: int, *stream: Any) -> int:
 
 
 class Checkpoint:
-    """Resumable state of one long computation, kept in the artifact cache."""
+    """Resumable state of one long computation, kept in the artifact cache.  ``on_save(state)``
+    hears of every save (the run context notes the progress for ``kddbench status``)."""
 
-    def __init__(self, cache: ArtifactCache, key: Mapping[str, Any]):
-        self.cache, self.key = cache, dict(key)
+    def __init__(self, cache: ArtifactCache, key: Mapping[str, Any],
+                 on_save: Callable[[Any], None] | None = None):
+        self.cache, self.key, self.on_save = cache, dict(key), on_save
 
     def load(self) -> Any | None:
         return self.cache.load("checkpoints", self.key) if self.cache.enabled else None
@@ -60,6 +64,8 @@ class Checkpoint:
     def save(self, state: Any) -> None:
         if self.cache.enabled:
             self.cache.save("checkpoints", self.key, state)
+            if self.on_save is not None:
+                self.on_save(state)
 
     def clear(self) -> None:
         self.cache.discard("checkpoints", self.key)
@@ -76,6 +82,8 @@ class RunContext:
     artifacts: ArtifactCache = field(default_factory=ArtifactCache)
     log: Callable[[str], None] = lambda message: None
     output_dir: Path | None = None  # the suite's report directory, for pictures and curves
+    # where the work item now running notes its last checkpoint (kddbench.runner.execute)
+    progress_file: Path | None = None
     _data: dict[str, DataSplits] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)  # per-cell scratch (e.g. curves)
 
@@ -136,7 +144,20 @@ class RunContext:
         return net.to(self.device)
 
     def checkpoint(self, key: Mapping[str, Any]) -> Checkpoint:
-        return Checkpoint(self.artifacts, key)
+        return Checkpoint(self.artifacts, key, on_save=self.note_progress)
+
+    def note_progress(self, state: Any) -> None:
+        """A checkpoint of the running item was saved: its iteration (where the state says)
+        and the time, for ``kddbench status``; never an error for the computation."""
+        if self.progress_file is None:
+            return
+        note: dict[str, Any] = {"time": time.time()}
+        if isinstance(state, Mapping) and isinstance(state.get("iteration"), int):
+            note["iteration"] = state["iteration"]
+        try:
+            atomic_write_text(self.progress_file, json.dumps(note))
+        except OSError:
+            pass
 
     # randomness and recipes --------------------------------------------------
     def generator(self, cell: Cell, *stream: Any) -> torch.Generator:

@@ -136,10 +136,18 @@ def execute(item, ctx, suite_name: str, env: dict[str, Any]) -> dict[str, Any]:
     """Run one work item: a cell (its record) or an :class:`~kddbench.artifacts.ArtifactRequest`
     (a small result saying whether its artifact was built)."""
     from .artifacts import ArtifactRequest, build_artifact
+    from .store import Claims
 
-    if isinstance(item, ArtifactRequest):
-        return build_artifact(item, ctx)
-    return execute_cell(item, ctx, suite_name, env)
+    if ctx.output_dir is not None:  # its checkpoints' progress, beside the run's lease on it
+        ctx.progress_file = Claims(Path(ctx.output_dir) / "claims").progress_path(item.cell_id)
+    try:
+        if isinstance(item, ArtifactRequest):
+            return build_artifact(item, ctx)
+        return execute_cell(item, ctx, suite_name, env)
+    finally:
+        if ctx.progress_file is not None:
+            ctx.progress_file.unlink(missing_ok=True)
+            ctx.progress_file = None
 
 
 def item_from_dict(data: dict[str, Any]):

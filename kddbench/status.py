@@ -40,6 +40,7 @@ class CellState:
     holder: dict[str, Any] | None = None
     wall_time_s: float | None = None
     note: str = ""
+    progress: dict[str, Any] | None = None  # a running cell's last checkpoint
 
 
 @dataclass
@@ -74,7 +75,8 @@ class Status:
                             "seed": c.cell.seed, "cause": c.cause}
                            for c in self.cells if c.state == "failed"],
                 "running": [{"experiment": c.cell.experiment, "cell_id": c.cell.cell_id,
-                             "seed": c.cell.seed, "holder": c.holder}
+                             "seed": c.cell.seed, "holder": c.holder,
+                             "progress": c.progress}
                             for c in self.cells if c.state == "running"],
                 "building": self.building}
 
@@ -128,7 +130,8 @@ def cell_states(cells, out_dir: str | Path) -> tuple[list[CellState], int, list[
             states.append(CellState(cell, "done", wall_time_s=_float(record.get("wall_time_s"))))
         elif holder is not None:
             states.append(CellState(cell, "running", holder=holder,
-                                    note="retrying a failed cell" if record else ""))
+                                    note="retrying a failed cell" if record else "",
+                                    progress=claims.progress(cell.cell_id)))
         elif record is not None:
             states.append(CellState(cell, "failed", cause=one_line_cause(record)))
         else:
@@ -136,8 +139,8 @@ def cell_states(cells, out_dir: str | Path) -> tuple[list[CellState], int, list[
     live = claims.live()  # every lease read once: the stale ones are the rest
     stale = sum(1 for lease in claims.dir.glob("*.lease")
                 if lease.stem not in live and lease.exists()) if claims.dir.is_dir() else 0
-    building = [{"artifact": lease, **info} for lease, info in live.items()
-                if lease.startswith(ARTIFACT_LEASE)]
+    building = [{"artifact": lease, **info, "progress": claims.progress(lease)}
+                for lease, info in live.items() if lease.startswith(ARTIFACT_LEASE)]
     return states, stale, unreadable, building
 
 
@@ -252,14 +255,22 @@ def format_status(st: Status) -> str:
         age = f", for {_seconds(now - since)}" if isinstance(since, (int, float)) else ""
         return f"{h.get('host', '?')} pid {h.get('pid', '?')}{age}"
 
+    def last_checkpoint(note: dict[str, Any] | None) -> str:
+        if not note or not isinstance(note.get("time"), (int, float)):
+            return ""
+        at = f" at iteration {note['iteration']}" if "iteration" in note else ""
+        return f"; last checkpoint{at}, {_seconds(max(0.0, now - note['time']))} ago"
+
     running = [c for c in st.cells if c.state == "running"]
     if running:
         lines += ["", f"running ({len(running)}):"]
         lines += [f"  {_describe(c.cell)}: {held(c.holder or {})}"
-                  + (f" ({c.note})" if c.note else "") for c in running]
+                  + last_checkpoint(c.progress) + (f" ({c.note})" if c.note else "")
+                  for c in running]
     if st.building:
         lines += ["", f"artifacts being built ({len(st.building)}; their cells wait for them):"]
-        lines += [f"  {b.get('label') or b['artifact']}: {held(b)}" for b in st.building]
+        lines += [f"  {b.get('label') or b['artifact']}: {held(b)}"
+                  + last_checkpoint(b.get("progress")) for b in st.building]
     failed = [c for c in st.cells if c.state == "failed"]
     if failed:
         lines += ["", f"failed ({len(failed)}; a run retries them):"]

@@ -272,6 +272,19 @@ class Claims:
     def path(self, cell_id: str) -> Path:
         return self.dir / f"{cell_id}.lease"
 
+    def progress_path(self, cell_id: str) -> Path:
+        """Where the worker computing ``cell_id`` notes its last checkpoint (JSON: ``time``,
+        and ``iteration`` where the checkpoint says)."""
+        return self.dir / f"{cell_id}.progress"
+
+    def progress(self, cell_id: str) -> dict[str, Any] | None:
+        """The last checkpoint noted for ``cell_id``, or None (none yet, or unreadable)."""
+        try:
+            note = json.loads(self.progress_path(cell_id).read_text())
+        except (OSError, ValueError):
+            return None
+        return note if isinstance(note, dict) else None
+
     # holder ---------------------------------------------------------------------------------
     def _content(self, path: Path) -> tuple[dict[str, Any] | None, float | None]:
         """(holder info or None if unreadable, mtime or None if the lease is gone)."""

@@ -156,7 +156,8 @@ def test_without_the_cache_nothing_is_built_ahead(tmp_path, cli, plugin):
 def test_an_artifact_under_construction_holds_a_lease_that_status_shows(tmp_path, cli, plugin,
                                                                         monkeypatch, jobs):
     """While a worker builds an artifact, the run holds a lease for it in the report directory
-    (what `kddbench status` lists as "artifacts being built"); none is left afterwards."""
+    (what `kddbench status` lists as "artifacts being built", with the build's last
+    checkpoint); none is left afterwards."""
     path, log = plugin
     out = tmp_path / "out"
     monkeypatch.setenv("KDD_ART_OUT", str(out))
@@ -165,9 +166,13 @@ def test_an_artifact_under_construction_holds_a_lease_that_status_shows(tmp_path
         "        from kddbench.status import status\n"
         "        live = Claims(os.path.join(os.environ['KDD_ART_OUT'], 'claims')).live('artifact-')\n"
         "        _log('leases ' + ' '.join(sorted(i.get('label', '?') for i in live.values())))\n"
-        "        built = status(os.environ['KDD_ART_SUITE'], os.environ['KDD_ART_OUT'],\n"
-        "                       estimate=False).building\n"
-        "        _log(f'status {len(built)}')\n")
+        "        ctx.checkpoint({'toy': group}).save({'iteration': 7})\n"
+        "        from kddbench.status import format_status\n"
+        "        st = status(os.environ['KDD_ART_SUITE'], os.environ['KDD_ART_OUT'],\n"
+        "                    estimate=False)\n"
+        "        _log(f'status {len(st.building)}')\n"
+        "        if 'last checkpoint at iteration 7' in format_status(st):\n"
+        "            _log('progress shown')\n")
     source = DECLARING_PLUGIN.format(module="toy_deps_peek").replace(
         '        _log(f"build base {group}")\n', '        _log(f"build base {group}")\n' + peek)
     assert peek in source
@@ -182,7 +187,9 @@ def test_an_artifact_under_construction_holds_a_lease_that_status_shows(tmp_path
     leases = [line for line in lines if line.startswith("leases")]
     assert len(leases) == 2 and all("toy_base[" in line for line in leases), lines
     assert "status 0" not in lines, lines
+    assert lines.count("progress shown") == 2, lines  # the checkpoint saved while building
     assert not list((out / "claims").glob("*.lease"))
+    assert not list((out / "claims").glob("*.progress"))  # gone with the work item
 
 
 def test_waves_merge_equal_requests_and_order_needs_first():
