@@ -65,7 +65,7 @@ from __future__ import annotations
 
 import importlib
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from .cells import canonical_json, short_hash
@@ -143,8 +143,12 @@ def build_artifact(request: ArtifactRequest, ctx) -> dict[str, Any]:
 
 
 def declared(cells: Iterable, registry) -> dict:
-    """``{cell_id: [requests]}`` for the cells whose task declares artifacts.  A declaration
-    that raises declares nothing: the cell then fails, with that error, when it runs."""
+    """``{cell_id: [requests]}`` for the cells whose task declares artifacts.  A cell with a
+    ``tune`` grid needs what each of its points needs (a condenser option in the grid: one
+    set per point), not what its untuned options would.  A declaration that raises declares
+    nothing: the cell then fails, with that error, when it runs."""
+    from .validation import TUNE_OPTION, grid_points, point_label, with_point
+
     out: dict[str, list[ArtifactRequest]] = {}
     loaded: dict[str, Any] = {}
     for cell in cells:
@@ -156,11 +160,23 @@ def declared(cells: Iterable, registry) -> dict:
             if spec.name not in loaded:
                 loaded[spec.name] = ref if callable(ref) else ArtifactRequest(
                     "", str(ref)).function()
-            requests = list(loaded[spec.name](cell, registry) or ())
+            grid = cell.options.get(TUNE_OPTION)
+            points = grid_points(grid) if grid else [{}]
+            requests: dict[str, ArtifactRequest] = {}
+            used_by: dict[str, list] = {}
+            for point in points:
+                for r in loaded[spec.name](with_point(cell, point) if point else cell,
+                                           registry) or ():
+                    requests.setdefault(r.artifact_id, r)
+                    used_by.setdefault(r.artifact_id, []).append(point)
+            for aid, r in requests.items():  # a point's own artifact says which, in its label
+                if len(used_by[aid]) < len(points):
+                    requests[aid] = replace(r, description=f"{r.description or r.kind}; "
+                                            + "; ".join(map(point_label, used_by[aid])))
         except Exception:  # noqa: BLE001 - the cell reports it, with its traceback
             continue
         if requests:
-            out[cell.cell_id] = requests
+            out[cell.cell_id] = list(requests.values())
     return out
 
 

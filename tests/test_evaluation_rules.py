@@ -229,6 +229,36 @@ def test_suite_tune_grid_goes_only_to_the_cells_it_applies_to(tmp_path):
     assert plain["feature"].cell_id != cells["feature"].cell_id
 
 
+def test_a_tuned_cell_declares_the_set_of_each_grid_point_and_not_the_untuned_one(tmp_path):
+    from kddbench.artifacts import declared
+    from kddbench.plugins import get_registry
+
+    suite = write_suite(tmp_path / "dm.toml", """
+[suite]
+name = "dm_tuned"
+[protocols.p]
+epochs = 1
+val_per_class = 2
+[[experiments]]
+name = "e"
+task = "condense"
+dataset = "toy"
+method = "dm"
+ipc = 1
+eval_arch = "mlp"
+protocol = "p"
+seeds = [0]
+tune = { "dm.lr_img" = [0.3, 3.0] }
+  [experiments.options.dm]
+  iterations = 2
+""")
+    (cell,) = load_suite(suite).cells
+    (requests,) = declared([cell], get_registry()).values()
+    assert sorted(r.args["method_options"]["lr_img"] for r in requests) == [0.3, 3.0]
+    assert sorted(r.label().split("; ")[-1] for r in requests) == ["dm.lr_img=0.3]",
+                                                                    "dm.lr_img=3.0]"]
+
+
 @pytest.mark.parametrize("tune, val, message", [
     ('{ "feature.wieght" = [1.0] }', "val_per_class = 5", "no option 'wieght'"),
     ('{ "dkd.beta" = [1.0] }', "val_per_class = 5", "not a plugin this experiment names"),
