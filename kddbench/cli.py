@@ -185,6 +185,20 @@ def _allow_any_size(force: bool) -> None:
         click.get_current_context().call_on_close(restore)
 
 
+def _slice_options(lead: str):
+    """``--only`` and ``--where``, the same for every command that takes a slice of a suite
+    (:func:`kddbench.api.select_experiments`)."""
+    def apply(command):
+        command = click.option(
+            "--where", multiple=True, metavar="AXIS=VALUE[|VALUE...]",
+            help=f"{lead} the cells whose axis has one of these values, e.g. "
+            "dataset=fashion-mnist, 'ipc=1|10', seed=0. Repeatable (all must hold); a "
+            "cell's id, hence its record, is the same as in the whole suite.")(command)
+        return click.option("--only", multiple=True, metavar="EXPERIMENT",
+                            help=f"{lead} these experiments.")(command)
+    return apply
+
+
 @cli.command(help="Run a suite: every cell not yet finished, then rebuild its reports."
              + _examples("kddbench run suites/quickstart.toml",
                          "kddbench run suites/quickstart.toml --dry-run",
@@ -216,11 +230,7 @@ def _allow_any_size(force: bool) -> None:
               help="Also send every finished record to this reporter plugin. Repeatable.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE",
               help="Override a suite value, e.g. protocols.quick.epochs=5. Repeatable.")
-@click.option("--only", multiple=True, metavar="EXPERIMENT", help="Run only these experiments.")
-@click.option("--where", multiple=True, metavar="AXIS=VALUE[|VALUE...]",
-              help="Run only the cells whose axis has one of these values, e.g. "
-              "dataset=fashion-mnist, 'ipc=1|10', seed=0. Repeatable (all must hold); a "
-              "cell's id, hence its record, is the same as in the whole suite.")
+@_slice_options("Run only")
 @click.option("--dry-run", is_flag=True, help="List the cells and which are already done, after "
               "the estimated compute of the rest (image passes, and seconds from a short "
               "calibration on --device).")
@@ -318,9 +328,7 @@ def report(suite, out, overrides, html):
 @click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--no-estimate", is_flag=True, help="Skip the image-pass estimate of the work left.")
-@click.option("--only", multiple=True, metavar="EXPERIMENT", help="Only these experiments.")
-@click.option("--where", multiple=True, metavar="AXIS=VALUE[|VALUE...]",
-              help="Only the cells whose axis has one of these values (as in run).")
+@_slice_options("Only")
 def status(suite, out, overrides, as_json, no_estimate, only, where):
     from . import api
     from .status import format_status
