@@ -537,6 +537,48 @@ def _entry_dict(entry) -> dict:
             "files": [str(p) for p in entry.files]}
 
 
+@cli.command(help="Release the artifacts a suite's cells use: copy them (condensed sets unless "
+             "--kind says otherwise) from the artifact cache into the suite's report "
+             "directory, under artifacts/, checksums included. Any later run of the suite, on "
+             "any machine, reads them from there instead of building them again; commit them "
+             "with the report so others can finish or re-evaluate it. Exits 4 when none is "
+             "in the cache."
+             + _examples("kddbench release suites/cross_arch_cpu.toml",
+                         "kddbench release suites/matching_tuning_cpu.toml --kind condensed "
+                         "--kind el2n_scores",
+                         "kddbench release suites/paper_tables.toml --where dataset=fashion-mnist "
+                         "--to /tmp/sets"))
+@click.argument("suite", type=click.Path())
+@click.option("--out", type=click.Path(), help="Report directory [default: reports/<suite name>].")
+@click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE")
+@click.option("--kind", "kinds", multiple=True, metavar="KIND",
+              help="Artifact kind to release (repeatable) [default: condensed].")
+@click.option("--to", type=click.Path(), help="Where to copy them [default: <report dir>/"
+              "artifacts, where runs of the suite look].")
+@click.option("--cache-dir", type=click.Path(), envvar="KDDBENCH_CACHE",
+              help="The cache [default: $KDDBENCH_CACHE, else ~/.cache/kddbench].")
+@click.option("--data-root", type=click.Path(), envvar="KDDBENCH_DATA",
+              help="Where data sets live (a set's key names its data) [env KDDBENCH_DATA].")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@_slice_options("Only")
+def release(suite, out, overrides, kinds, to, cache_dir, data_root, as_json, only, where):
+    from . import api
+    from .release import DEFAULT_KINDS, release as _release
+
+    result = _release(api.resolve_suite(suite, overrides), out, kinds=kinds or DEFAULT_KINDS,
+                      only=only, where=where, to=to, cache_dir=cache_dir, data_root=data_root)
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=1))
+        return
+    for kind, key, label, mb in result.copied:
+        click.echo(f"released {kind}/{key} ({mb:.2f} MB): {label}")
+    for kind, label in result.missing:
+        click.echo(f"not in the cache (not built yet): {label}")
+    size = sum(t[3] for t in result.copied)
+    click.echo(f"{len(result.copied)} released ({size:.2f} MB), {len(result.present)} already "
+               f"there, {len(result.missing)} not built yet: {result.directory}")
+
+
 @cli.command(help="Measure training throughput of the shared protocol against a bare torch "
              "loop on the same tensors and model (and a matmul ceiling)."
              + _examples("kddbench bench", "kddbench bench --arch convnet3 --images 512"))

@@ -32,7 +32,8 @@ _MEANING = {
     ExitCode.REGRESSION: "compare found a regression",
     ExitCode.INVALID_INPUT: "bad input: suite, CSV, name, option, missing data",
     ExitCode.FAILED_CELLS: "the run finished but some cells failed",
-    ExitCode.NOTHING_COMPARED: "compare found nothing to compare, or a baseline row is missing",
+    ExitCode.NOTHING_COMPARED: ("compare found nothing to compare, or a baseline row is missing; "
+                                "release found nothing to release"),
     ExitCode.NOT_COMPARABLE: "plugin or protocol versions differ",
     ExitCode.INTERRUPTED: "interrupted (Ctrl-C); finished cells are kept",
 }

@@ -73,8 +73,12 @@ def make_context(settings: RunSettings, registry: Registry | None = None):
         kwargs["data_root"] = default_data_root()
     if settings.download is not None:
         kwargs["download"] = settings.download
+    from .release import RELEASED_DIR
+
+    released = [Path(settings.out_dir) / RELEASED_DIR] if settings.out_dir else []
     return RunContext(registry=registry, device=resolve_device(settings.device),
-                      artifacts=ArtifactCache(settings.cache_dir, enabled=settings.use_cache),
+                      artifacts=ArtifactCache(settings.cache_dir, enabled=settings.use_cache,
+                                              released=released),
                       output_dir=Path(settings.out_dir) if settings.out_dir else None, **kwargs)
 
 
