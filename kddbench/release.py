@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from .errors import ExitCode, KddbenchError
-from .store import ArtifactCache, atomic_write_bytes, intact, released_paths, sha256_file
+from .store import ArtifactCache, atomic_write_bytes, intact, released_paths
 
 RELEASED_DIR = "artifacts"  # under a suite's report directory
 DEFAULT_KINDS = ("condensed",)
@@ -132,7 +132,7 @@ def release(suite, out_dir=None, *, kinds: Iterable[str] = DEFAULT_KINDS,
             continue
         dst = released_paths(target, kind, key)
         entry = (kind, key, request.label(), src[0].stat().st_size / 1e6)
-        if intact(*dst) and sha256_file(dst[0]) == sha256_file(src[0]):
+        if dst[1].is_file() and dst[1].read_bytes() == src[1].read_bytes() and intact(*dst):
             result.present.append(entry)
             continue
         atomic_write_bytes(dst[0], src[0].read_bytes())
