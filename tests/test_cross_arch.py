@@ -50,6 +50,10 @@ def test_cross_arch_reuses_stored_sets_and_reports_the_matrix(tmp_path, cli):
     a = pd.read_csv(tmp_path / "a" / "results.csv").set_index(["method", "seed"])["accuracy"]
     b = df[df["eval_arch"] == "convnet"].set_index(["method", "seed"])["accuracy"]
     assert (a.sort_index() == b.sort_index()).all()
+    # the pool's sets are declared, so they travel with its report
+    code, out, err = cli("release", second, "--out", tmp_path / "b")
+    assert code == 0 and "4 released" in out, out + err
+    assert len(list((tmp_path / "b" / "artifacts" / "condensed").glob("*.pt"))) == 4
 
 
 def test_cross_arch_needs_its_distillation_architecture(tmp_path, cli):

@@ -238,6 +238,9 @@ def _trajectory_matching():
                             "end")), artifacts=_EXPERTS, cost=_COST)
 
 
+_CONDENSED = "kddbench_plugins.condensation.task:declared_artifacts"  # a cell's condensed set
+
+
 @hookimpl
 def kddbench_tasks():
     yield TaskSpec(
@@ -252,7 +255,7 @@ def kddbench_tasks():
               "transform": TRANSFORM_AXIS},
         rules=(AxisUnused("ipc", by="method", flag="uses_ipc"),),
         cost="kddbench_plugins.condensation.costs:condense_cost",  # image passes, for --dry-run
-        artifacts="kddbench_plugins.condensation.task:declared_artifacts",  # built first
+        artifacts=_CONDENSED,  # built first
         metrics=PROTOCOL_METRICS + EVALUATION_METRICS + (
             MetricSpec("condense.*", None, description="what the condensation method reports "
                        "about its own run (iterations, timings, counts)"),
@@ -277,13 +280,15 @@ def kddbench_tasks():
               "transform": TRANSFORM_AXIS},
         rules=(AxisUnused("ipc", by="method", flag="uses_ipc"),),
         cost="kddbench_plugins.condensation.costs:condense_cost",
+        artifacts=_CONDENSED,  # the set: built first, once for the whole pool
         sections=("cross_arch",),
         metrics=PROTOCOL_METRICS + (
             MetricSpec("condense.*", None, description="what the condensation method reports "
                        "about its own run"),
             MetricSpec("learned_lr", None, "", 4, "the learning rate learned with the images"),
-            MetricSpec("set_reused", None, "", 0, "1 when the set came from the artifact store, "
-                       "0 when this cell condensed it"),
+            MetricSpec("set_reused", None, "", 0, "1 when the set was in the artifact store "
+                       "as the cell began (any run's, or this run's artifact step), 0 when "
+                       "the cell condensed it itself"),
             EVALUATION_REUSED,
         ))
 
@@ -302,6 +307,7 @@ def kddbench_tasks():
                                             doc="the recipe of the whole-set run (HLR)"),
               "transform": TRANSFORM_AXIS},
         cost="kddbench_plugins.condensation.costs:dd_ranking_cost",
+        artifacts=_CONDENSED,
         sections=("dd_ranking",),
         metrics=(MetricSpec("hlr", False, "points", 2, "hard-label recovery: whole set minus "
                             "the set with hard labels"),

@@ -3,8 +3,9 @@
 A cell evaluates one condensed set — made by any method at any budget on ``distill_arch`` — on
 one ``eval_arch`` with the shared protocol.  The set is the condensation family's artifact (the
 same key as the ``condense`` task's), so a set condensed once serves every architecture of the
-pool and every suite on the same cache: it is computed only when no run has stored it yet, and
-the record says which (``set_reused``).
+pool and every suite on the same cache: it is computed only when no run has stored it yet
+(the task declares it, so the runner builds it once, before the pool's cells, and
+``kddbench release`` can ship it with the report).
 
 The section lays the cells out as the DC papers' cross-architecture tables do: methods (and
 budgets) as rows, evaluation architectures as columns, the distillation architecture's column
