@@ -539,8 +539,10 @@ def _entry_dict(entry) -> dict:
 
 @cli.command(help="Release the artifacts a suite's cells use: copy them (condensed sets unless "
              "--kind says otherwise) from the artifact cache into the suite's report "
-             "directory, under artifacts/, checksums included. Any later run of the suite, on "
-             "any machine, reads them from there instead of building them again; commit them "
+             "directory, under artifacts/, checksums included: the kinds its cells declare, "
+             "or that the records of its finished cells list as used (e.g. evaluation). Any "
+             "later run of the suite, or of a suite whose report lies beside it, on any "
+             "machine, reads them from there instead of building them again; commit them "
              "with the report so others can finish or re-evaluate it. Exits 4 when none is "
              "in the cache."
              + _examples("kddbench release suites/cross_arch_cpu.toml",

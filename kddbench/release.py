@@ -2,14 +2,18 @@
 cells declared (condensed sets by default) out of the artifact cache into the suite's report
 directory, ``<report>/artifacts/<kind>/<key>.pt|json`` (the cache's own layout, checksums
 included).  Every later run of that suite, on any machine, reads them from there before it
-would build them (:class:`kddbench.store.ArtifactCache`'s ``released`` directories): a report
+would build them (:class:`kddbench.store.ArtifactCache`'s ``released`` directories), and so does
+a run of any suite whose report directory lies beside it (:func:`released_dirs`): a report
 that carries its sets can be finished, re-evaluated on other networks or checked by someone
 else without condensing again, and a set is the same set in every cell that uses it.
 
 Which file belongs to which request is the build function's business (it owns the cache key,
 see :mod:`kddbench.artifacts`); this module asks it: the request is resolved against a probe
 that stands in for the cache, records the key of the first ``get_or_build`` and stops there,
-before anything is built.  Nothing here knows what a kind means.
+before anything is built.  Artifacts no task declares (a stored evaluation, a baseline run
+shared by a suite's cells) are found in the records instead: a finished cell's record lists,
+as ``"<kind>/<key>"``, every artifact it read or built, so ``--kind`` may name those kinds too.
+Nothing here knows what a kind means.
 """
 from __future__ import annotations
 
@@ -24,6 +28,19 @@ from .store import ArtifactCache, atomic_write_bytes, intact, released_paths
 
 RELEASED_DIR = "artifacts"  # under a suite's report directory
 DEFAULT_KINDS = ("condensed",)
+
+
+def released_dirs(out_dir: str | Path) -> list[Path]:
+    """Where a run writing its report to ``out_dir`` looks for released artifacts: its own
+    ``artifacts`` directory first, then those of the report directories beside it (e.g. every
+    ``reports/*/artifacts``: a set released with one suite serves another that uses it; the
+    key names the artifact, the checksum guards it)."""
+    own = Path(out_dir) / RELEASED_DIR
+    parent = Path(out_dir).resolve().parent
+    others = sorted(p for p in parent.glob(f"*/{RELEASED_DIR}")  # report directories only
+                    if p.is_dir() and (p.parent / "suite.toml").is_file()
+                    and p.resolve() != own.resolve())
+    return [own, *others]
 
 
 class NothingToRelease(KddbenchError):
@@ -96,9 +113,10 @@ def _flatten(requests: Iterable) -> list:
 def release(suite, out_dir=None, *, kinds: Iterable[str] = DEFAULT_KINDS,
             only: Iterable[str] = (), where: Iterable[str] = (), to: str | Path | None = None,
             cache_dir: str | None = None, data_root: str | None = None) -> ReleaseResult:
-    """Copy the cached artifacts of ``kinds`` that the selected cells of ``suite`` declare into
-    ``to`` (default ``<report dir>/artifacts``); a kind no request of those cells has is an
-    error ("did you mean"), and so is finding none of them in the cache."""
+    """Copy the cached artifacts of ``kinds`` that the selected cells of ``suite`` declare, or
+    that their records say they used, into ``to`` (default ``<report dir>/artifacts``); a kind
+    none of those cells declares or used is an error ("did you mean"), and so is finding none
+    of them in the cache."""
     from .api import report_dir, select_experiments
     from .artifacts import declared
     from .errors import UnknownNameError
@@ -109,37 +127,65 @@ def release(suite, out_dir=None, *, kinds: Iterable[str] = DEFAULT_KINDS,
     registry = get_registry()
     cells = select_experiments(suite, only, where)
     requests = _flatten(r for rs in declared(cells, registry).values() for r in rs)
-    have = sorted({r.kind for r in requests})
+    used = _used_by_records(cells, report_dir(suite, out_dir))
+    have = sorted({r.kind for r in requests} | {kind for kind, _k, _l in used})
     kinds = list(dict.fromkeys(kinds))
     for kind in kinds:
         if kind not in have:
             raise UnknownNameError("artifact kind", kind, have,
-                                   note=f"declared by the cells of suite {suite.name}")
+                                   note=f"declared by the cells of suite {suite.name} or used "
+                                   "by its finished cells")
     target = Path(to) if to else report_dir(suite, out_dir) / RELEASED_DIR
     ctx = make_context(RunSettings(device="cpu", data_root=data_root, cache_dir=cache_dir),
                        registry)
     cache = ArtifactCache(cache_dir)
     result = ReleaseResult(target)
+    done: set[tuple[str, str]] = set()
     for request in (r for r in requests if r.kind in kinds):
         found = artifact_key(request, ctx)
-        if found is None:
-            continue
-        kind, key_dict = found
-        src = cache.paths(kind, key_dict)
-        key = cache.key(key_dict)
-        if not intact(*src):
-            result.missing.append((kind, request.label()))
-            continue
-        dst = released_paths(target, kind, key)
-        entry = (kind, key, request.label(), src[0].stat().st_size / 1e6)
-        if dst[1].is_file() and dst[1].read_bytes() == src[1].read_bytes() and intact(*dst):
-            result.present.append(entry)
-            continue
-        atomic_write_bytes(dst[0], src[0].read_bytes())
-        atomic_write_bytes(dst[1], src[1].read_bytes())
-        result.copied.append(entry)
+        if found is not None:
+            kind, key_dict = found
+            _copy(cache, kind, cache.key(key_dict), request.label(), target, result, done)
+    for kind, key, label in used:
+        if kind in kinds:
+            _copy(cache, kind, key, label, target, result, done)
     if not (result.copied or result.present):
         raise NothingToRelease(
             f"none of the {len(result.missing)} {'/'.join(kinds)} artifact(s) of these cells "
             f"is in the cache at {cache.root} (build them with kddbench run first)")
     return result
+
+
+def _used_by_records(cells, directory) -> list[tuple[str, str, str]]:
+    """``(kind, key, label)`` of the artifacts the finished cells' records say they used."""
+    from .store import ResultStore
+
+    store = ResultStore(directory)
+    out = []
+    for cell in cells:
+        record = store.get(cell.cell_id) if store.is_done(cell.cell_id) else None
+        for name in (record or {}).get("artifacts") or ():
+            kind, _, key = str(name).rpartition("/")
+            if kind and key:
+                out.append((kind, key, f"used by {cell.label()}"))
+    return out
+
+
+def _copy(cache: ArtifactCache, kind: str, key: str, label: str, target: Path,
+          result: ReleaseResult, done: set) -> None:
+    """Copy one cached artifact into ``target`` (once per ``(kind, key)``)."""
+    if (kind, key) in done:
+        return
+    done.add((kind, key))
+    src = cache.key_paths(kind, key)
+    if not intact(*src):
+        result.missing.append((kind, label))
+        return
+    dst = released_paths(target, kind, key)
+    entry = (kind, key, label, src[0].stat().st_size / 1e6)
+    if dst[1].is_file() and dst[1].read_bytes() == src[1].read_bytes() and intact(*dst):
+        result.present.append(entry)
+        return
+    atomic_write_bytes(dst[0], src[0].read_bytes())
+    atomic_write_bytes(dst[1], src[1].read_bytes())
+    result.copied.append(entry)

@@ -73,9 +73,9 @@ def make_context(settings: RunSettings, registry: Registry | None = None):
         kwargs["data_root"] = default_data_root()
     if settings.download is not None:
         kwargs["download"] = settings.download
-    from .release import RELEASED_DIR
+    from .release import released_dirs
 
-    released = [Path(settings.out_dir) / RELEASED_DIR] if settings.out_dir else []
+    released = released_dirs(settings.out_dir) if settings.out_dir else []
     return RunContext(registry=registry, device=resolve_device(settings.device),
                       artifacts=ArtifactCache(settings.cache_dir, enabled=settings.use_cache,
                                               released=released),
@@ -119,6 +119,9 @@ def execute_cell(cell: Cell, ctx, suite_name: str, env: dict[str, Any]) -> dict[
     record = base_record(cell, suite_name, env)
     start = time.perf_counter()
     ctx.artifacts.warnings.clear()
+    used = getattr(ctx.artifacts, "used", None)
+    if used is not None:
+        used.clear()
     try:
         spec = ctx.registry.get("task", cell.task)
         ctx.extra = {}
@@ -133,6 +136,8 @@ def execute_cell(cell: Cell, ctx, suite_name: str, env: dict[str, Any]) -> dict[
     if ctx.artifacts.warnings:  # corrupt artifacts this cell found (and rebuilt)
         record["warnings"] = list(ctx.artifacts.warnings)
         ctx.artifacts.warnings.clear()
+    if used:  # "<kind>/<key>" of every artifact the cell read or built (kddbench release)
+        record["artifacts"] = list(used)
     return record
 
 

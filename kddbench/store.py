@@ -442,6 +442,10 @@ class ArtifactCache:
     ``reports/<suite>/artifacts``, written by ``kddbench release``) are looked in for an
     artifact the cache lacks: one whose checksum holds is copied into the cache and counts as a
     hit; a damaged one is passed over with a warning.
+
+    :attr:`used` lists, as ``"<kind>/<key>"``, every artifact served or built since it was last
+    cleared (the runner keeps a cell's in its record, so ``kddbench release`` can ship the
+    artifacts a finished cell used even where no task declared them).
     """
 
     def __init__(self, root: str | Path | None = None, enabled: bool = True,
@@ -451,6 +455,12 @@ class ArtifactCache:
         self.released = [Path(p) for p in released]
         self.hits = self.misses = 0
         self.warnings: list[str] = []
+        self.used: list[str] = []
+
+    def _use(self, kind: str, key_dict: Mapping[str, Any]) -> None:
+        name = f"{kind}/{self.key(key_dict)}"
+        if name not in self.used:
+            self.used.append(name)
 
     def _dir(self, kind: str) -> Path:
         d = self.root / "artifacts" / kind
@@ -465,7 +475,9 @@ class ArtifactCache:
         return short_hash(key_dict, 24)
 
     def paths(self, kind: str, key_dict: Mapping[str, Any]) -> tuple[Path, Path]:
-        key = self.key(key_dict)
+        return self.key_paths(kind, self.key(key_dict))
+
+    def key_paths(self, kind: str, key: str) -> tuple[Path, Path]:
         d = self._dir(kind)
         return d / f"{key}.pt", d / f"{key}.json"
 
@@ -507,6 +519,7 @@ class ArtifactCache:
             if problem:
                 self._corrupt(kind, data_path, f"checksum valid, but {problem}")
                 return None
+        self._use(kind, key_dict)
         return value
 
     def _adopt(self, kind: str, data_path: Path, meta_path: Path) -> bool:
@@ -562,6 +575,7 @@ class ArtifactCache:
             self.misses += 1
             value = build()
             self.save(kind, key_dict, value, provenance)
+            self._use(kind, key_dict)
         return value
 
     def discard(self, kind: str, key_dict: Mapping[str, Any]) -> None:

@@ -61,3 +61,58 @@ def test_cross_arch_needs_its_distillation_architecture(tmp_path, cli):
         name="bad", task="cross_arch", arch='eval_arch = "convnet"'))
     code, out, err = cli("validate", bad)
     assert code == 2 and "distill_arch" in (out + err)
+
+
+def test_a_set_released_with_one_report_serves_a_suite_beside_it(tmp_path, cli):
+    """A fresh machine (empty cache): the pool reads the sets released with the condense
+    report next to its own, condenses nothing, and its records name what they used, so the
+    evaluations (declared by no task) can be released too."""
+    first = write_suite(tmp_path / "a.toml", HEAD.format(
+        name="made", task="condense", arch='distill_arch = "convnet"\neval_arch = "convnet"'))
+    code, out, err = cli("run", first, "--out", tmp_path / "r" / "made", "--jobs", "1",
+                         "--cache-dir", tmp_path / "cache1")
+    assert code == 0, out + err
+    code, out, err = cli("release", first, "--out", tmp_path / "r" / "made", "--cache-dir",
+                         tmp_path / "cache1")
+    assert code == 0 and "4 released" in out, out + err
+    doctored = {p.name: _doctor(p) for p in (tmp_path / "r" / "made" / "artifacts"
+                                             / "condensed").glob("*.pt")}
+    second = write_suite(tmp_path / "b.toml", HEAD.format(
+        name="pool", task="cross_arch",
+        arch='distill_arch = "convnet"\neval_arch = ["convnet", "mlp[width=16]"]'))
+    pool = tmp_path / "r" / "pool"
+    code, out, err = cli("run", second, "--out", pool, "--jobs", "1",
+                         "--cache-dir", tmp_path / "cache2")
+    assert code == 0, out + err
+    df = pd.read_csv(pool / "results.csv")
+    assert len(df) == 8 and (df["set_reused"] == 1).all()
+    adopted = {p.name: p.read_bytes()
+               for p in (tmp_path / "cache2" / "artifacts" / "condensed").glob("*.pt")}
+    assert adopted == doctored  # the released (doctored) sets, not sets condensed anew
+    code, out, err = cli("release", second, "--out", pool, "--cache-dir", tmp_path / "cache2",
+                         "--kind", "evaluation")
+    assert code == 0 and "8 released" in out, out + err
+    code, out, err = cli("release", second, "--out", pool, "--cache-dir", tmp_path / "cache2",
+                         "--kind", "evalution")
+    assert code == 2 and "evaluation" in out + err
+
+
+def _doctor(path):
+    """Rewrite a released set (images all 0.5) with a checksum that holds: a run that reads it
+    is told apart from one that condensed the set again."""
+    import hashlib
+    import io
+    import json
+
+    import torch
+
+    value = torch.load(path, weights_only=True)
+    value["images"] = torch.full_like(value["images"], 0.5)
+    buf = io.BytesIO()
+    torch.save(value, buf)
+    path.write_bytes(buf.getvalue())
+    meta_path = path.with_suffix(".json")
+    meta = json.loads(meta_path.read_text())
+    meta["sha256"] = hashlib.sha256(buf.getvalue()).hexdigest()
+    meta_path.write_text(json.dumps(meta))
+    return buf.getvalue()
