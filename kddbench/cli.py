@@ -263,7 +263,7 @@ def run(suite, out, device, smoke, smoke_per_class, data_root, download, cache_d
             check_executor(executor, get_registry())
         print_estimate(suite, overrides, device=device, smoke=smoke, out=out, jobs=jobs,
                        smoke_per_class=smoke_per_class, echo=click.echo, only=only,
-                       where=where)
+                       where=where, cache_dir=cache_dir, data_root=data_root)
         if smoke:
             return
         with _one_line_warnings():  # a corrupt record found here is set aside, in one line

@@ -57,6 +57,9 @@ class Work:
 
     key: work shared by several cells (a cached teacher, a condensed set evaluated on several
          networks) carries the same key and is counted once per suite.
+    artifact: the kind of the declared artifact (:mod:`kddbench.artifacts`) this work builds,
+         if any: the dry-run leaves it out for a cell whose artifacts of that kind are already
+         stored (in the cache or released with a report), and whatever only they need.
     """
 
     arch: str
@@ -65,6 +68,7 @@ class Work:
     what: str = ""
     key: Any = None
     arch_options: Mapping[str, Any] = field(default_factory=dict)
+    artifact: str | None = None
 
 
 def work_key(work: Work) -> str:
@@ -304,9 +308,56 @@ def calibrate(works: Iterable[Work], registry, device: str = "auto", batch: int 
     return out, labels, str(dev), (threads if dev.type == "cpu" and threads else saved)
 
 
+def stored_kinds(cells: Iterable[Cell], registry, available: Callable[[str, dict], bool],
+                 ctx) -> dict[str, set[str]]:
+    """``{cell_id: kinds}``: the kinds of declared artifact a cell will not build, because
+    every request of that kind it has is stored (``available(kind, key_dict)``) or needed only
+    by stored ones.  Keys come from the build functions (:func:`kddbench.release.artifact_key`,
+    which builds nothing)."""
+    from .artifacts import declared
+    from .release import artifact_key
+
+    known: dict[str, bool] = {}
+
+    def stored(request) -> bool:
+        if request.artifact_id not in known:
+            found = artifact_key(request, ctx)
+            known[request.artifact_id] = found is not None and available(*found)
+        return known[request.artifact_id]
+
+    out: dict[str, set[str]] = {}
+    for cell_id, requests in declared(cells, registry).items():
+        kinds: set[str] = set()
+        to_build: set[str] = set()
+
+        def visit(request, needed: bool) -> None:
+            kinds.add(request.kind)
+            needed = needed and not stored(request)
+            if needed:
+                to_build.add(request.kind)
+            for need in request.needs:
+                visit(need, needed)
+
+        try:
+            for request in requests:
+                visit(request, True)
+        except Exception:  # noqa: BLE001 - a key that cannot be found: counted as to build
+            continue
+        if kinds - to_build:
+            out[cell_id] = kinds - to_build
+    return out
+
+
 def estimate(cells: list[Cell], registry, device: str = "auto",
-             smoke_per_class: int | None = None, calibration: bool = True) -> Estimate:
+             smoke_per_class: int | None = None, calibration: bool = True,
+             stored: Mapping[str, set[str]] | None = None) -> Estimate:
+    """The estimate of ``cells``; ``stored`` (:func:`stored_kinds`) drops the works that build
+    artifacts already stored."""
     per_cell = works_of(cells, registry, CostInfo(registry, smoke_per_class))
+    if stored:
+        per_cell = [(c, ws if ws is None else [w for w in ws if w.artifact is None
+                                               or w.artifact not in stored.get(c.cell_id, ())])
+                    for c, ws in per_cell]
     every = [w for _c, ws in per_cell for w in ws or ()]
     calib, labels, dev, threads = (calibrate(every, registry, device) if calibration and every
                                    else ({}, {}, device, 0))
@@ -363,10 +414,13 @@ def format_estimate(est: Estimate, workers: int = 1) -> list[str]:
 
 def print_estimate(suite_path, overrides=(), *, device: str = "auto", smoke: bool = False,
                    smoke_per_class: int | None = None, echo: Callable[[str], None] = print,
-                   jobs: int | str = "auto", out=None, only=(), where=()) -> Estimate | None:
+                   jobs: int | str = "auto", out=None, only=(), where=(),
+                   cache_dir=None, data_root=None) -> Estimate | None:
     """The cost block of ``kddbench run SUITE --dry-run``: the cells not yet done in the
     report directory ``out`` (default ``reports/<suite>``) of the experiments ``only`` (all
-    when empty) that match ``where``; ``--smoke``: all smoke cells."""
+    when empty) that match ``where``, less the artifacts already stored in the cache
+    ``cache_dir`` or released with the reports (:mod:`kddbench.release`); ``--smoke``: all
+    smoke cells."""
     from .api import report_dir, resolve_jobs, select_experiments
     from .plugins import get_registry
     from .store import ResultStore
@@ -391,10 +445,28 @@ def print_estimate(suite_path, overrides=(), *, device: str = "auto", smoke: boo
 
         per_class = smoke_per_class or DEFAULT_PER_CLASS
         cells = smoke_cells(cells, registry, per_class)
-    est = estimate(cells, registry, device, per_class)
+    stored = None if smoke else _stored(cells, registry, report_dir(suite, out), cache_dir,
+                                        data_root)
+    est = estimate(cells, registry, device, per_class, stored=stored)
     workers = resolve_jobs(jobs, device, len(cells))
+    if stored:
+        echo(f"{len(stored)} of these cells find{'s' if len(stored) == 1 else ''} some of "
+             "the artifacts they declare already stored (cache or released): the estimate "
+             "leaves out building them.")
     for line in format_estimate(est, workers):
         echo(line)
     if smoke:
         echo(f"{len(cells)} smoke cells ({per_class} images per class, declared smoke budgets)")
     return est
+
+
+def _stored(cells, registry, out_dir, cache_dir, data_root) -> dict[str, set[str]]:
+    from .executor import RunSettings
+    from .release import released_dirs
+    from .runner import make_context
+    from .store import ArtifactCache
+
+    cache = ArtifactCache(cache_dir, released=released_dirs(out_dir))
+    ctx = make_context(RunSettings(device="cpu", data_root=data_root, cache_dir=cache_dir),
+                       registry)
+    return stored_kinds(cells, registry, cache.available, ctx)

@@ -97,3 +97,44 @@ def test_with_several_workers_the_longest_cells_start_first(registry, monkeypatc
              for c in longest_first(cells, registry, "cpu")]
     assert order == [("unknown", "dm", 0), ("e", "dm", 0), ("e", "dm", 1),
                      ("e", "random", 0), ("e", "random", 1)]
+
+
+def test_the_dry_run_leaves_out_sets_already_stored(tmp_path, cli):
+    """A set in the cache (or released with a report) is not condensed again: the estimate
+    of the same cells in a fresh report directory drops its condensation, not its evaluation."""
+    from conftest import write_suite
+
+    suite = write_suite(tmp_path / "s.toml", """
+[suite]
+name = "stored"
+budget = "toy data"
+
+[protocols.quick]
+epochs = 2
+
+[[experiments]]
+name = "e"
+task = "condense"
+dataset = "toy"
+method = "dm"
+ipc = 1
+eval_arch = "mlp"
+protocol = "quick"
+seeds = 2
+options = { dm = { iterations = 3 } }
+""")
+
+    def total(out) -> float:
+        code, text, err = cli("run", suite, "--dry-run", "--out", out, "--cache-dir",
+                              tmp_path / "cache")
+        assert code == 0, err
+        row = next(line for line in text.splitlines() if line.startswith("| **total**"))
+        return float(row.split("|")[3])
+
+    before = total(tmp_path / "fresh")
+    code, _, err = cli("run", suite, "--out", tmp_path / "done", "--cache-dir",
+                       tmp_path / "cache", "--jobs", "1", "--no-progress")
+    assert code == 0, err
+    after = total(tmp_path / "fresh")
+    condense = 3 * 4 * (40 + 3)  # DM: iterations x classes x (real batch + 3 ipc); toy: 4 x 40
+    assert before - after == pytest.approx(2 * condense, rel=0.05), (before, after)

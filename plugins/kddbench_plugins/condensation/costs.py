@@ -80,6 +80,8 @@ METHOD_COSTS = {"full": None, "random": None, "average": None, "herding": _embed
                 "dsa": _gradient_matching, "dm": _distribution_matching,
                 "datadam": _attention_matching, "ddwang": _meta_learning, "krr": _kernel_ridge}
 FREE = ("full", "random", "average", "file")  # real images or a file: no network runs
+CONDENSED_KIND = "condensed"               # the artifact kinds the works below build
+EXPERTS_KIND = "expert_trajectories"
 
 
 def artifact_costs(spec, options, data) -> list[tuple[tuple, float]]:
@@ -119,11 +121,13 @@ def condense_cost(cell, info) -> list[Work]:
         works.append(Work(distill, data, passes, "condense",
                           key=("condense", spec.name, options, ipc, distill, cell.seed,
                                data.name), arch_options=info.options(cell, "architecture",
-                                                                     distill)))
+                                                                     distill),
+                          artifact=CONDENSED_KIND))
     for key, artifact_passes in artifact_costs(spec, options, data):
         works.append(Work(distill, data, artifact_passes, "experts",
                           key=(key, distill, data.name, cell.get("transform")),
-                          arch_options=info.options(cell, "architecture", distill)))
+                          arch_options=info.options(cell, "architecture", distill),
+                          artifact=EXPERTS_KIND))
     n = data.train if not spec.uses_ipc else min(int(ipc), data.train_per_class) * data.classes
     recipe = info.recipe(cell)
     works.append(Work(cell["eval_arch"], data, evaluation_passes(recipe, n, data.test),
