@@ -44,6 +44,9 @@ class Option:
              (e.g. ``(("level", "batch"),)``: batch augmentations only).
     doc:     one line for ``kddbench show``.
     smoke:   the value a smoke run (a tiny budget) uses for a budget knob (iterations, epochs).
+    keyed:   false for an option that cannot change what is computed (how often a checkpoint
+             is written): artifact keys leave it out (:func:`keyed_options`), so changing it
+             reuses stored results.
     """
 
     default: Any
@@ -56,6 +59,7 @@ class Option:
     smoke: Any = None
     above: float | None = None
     where: tuple[tuple[str, Any], ...] = ()
+    keyed: bool = True
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -92,9 +96,9 @@ def _fmt(x: float) -> str:
 
 
 def Int(default: int, min: int | None = None, max: int | None = None, smoke: int | None = None,
-        doc: str = "") -> Option:
+        doc: str = "", keyed: bool = True) -> Option:
     """An integer option, optionally bounded (inclusive)."""
-    return Option(default, "int", min, max, doc=doc, smoke=smoke)
+    return Option(default, "int", min, max, doc=doc, smoke=smoke, keyed=keyed)
 
 
 def Float(default: float, min: float | None = None, max: float | None = None,
@@ -133,6 +137,13 @@ def declaration(value: Any) -> Option:
     if isinstance(value, str):
         return Option(value, "str")
     return Option(value, "any")
+
+
+def keyed_options(declared: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
+    """``values`` less the options ``declared`` with ``keyed=False`` (what an artifact key
+    holds of a plugin's options)."""
+    return {k: v for k, v in values.items()
+            if k not in declared or declaration(declared[k]).keyed}
 
 
 def default_of(value: Any) -> Any:

@@ -116,3 +116,40 @@ def _doctor(path):
     meta["sha256"] = hashlib.sha256(buf.getvalue()).hexdigest()
     meta_path.write_text(json.dumps(meta))
     return buf.getvalue()
+
+
+def test_how_often_a_condensation_checkpoints_is_not_part_of_its_set(tmp_path, cli):
+    """``checkpoint_every`` (declared ``keyed=False``) changes the cell, not the set: a suite
+    that checkpoints less often reads the set another condensed."""
+    import json
+
+    def run(name, every):
+        suite = write_suite(tmp_path / f"{name}.toml", f"""
+[suite]
+name = "{name}"
+budget = "toy data"
+
+[protocols.quick]
+epochs = 1
+
+[[experiments]]
+name = "e"
+task = "condense"
+dataset = "toy"
+method = "dm"
+ipc = 1
+eval_arch = "mlp"
+protocol = "quick"
+options = {{ dm = {{ iterations = 4, checkpoint_every = {every} }} }}
+""")
+        code, out, err = cli("run", suite, "--out", tmp_path / name, "--jobs", "1",
+                             "--no-progress", "--cache-dir", tmp_path / "cache")
+        assert code == 0, out + err
+        (record,) = [json.loads(p.read_text()) for p in (tmp_path / name / "records").glob("*.json")]
+        return record
+
+    first, second = run("often", 1), run("seldom", 3)
+    assert first["cell_id"] != second["cell_id"]
+    sets = [[a for a in r["artifacts"] if a.startswith("condensed/")] for r in (first, second)]
+    assert sets[0] == sets[1] and len(sets[0]) == 1
+    assert len(list((tmp_path / "cache" / "artifacts" / "condensed").glob("*.pt"))) == 1

@@ -18,6 +18,13 @@ EVALUATION_REUSED = MetricSpec("evaluation_reused", None, "", 0,
                                "1 when this evaluation (the same set, network, recipe and "
                                "seeds) was stored by an earlier run and read, 0 when trained now")
 
+
+def _checkpoint_every(default: int):
+    """How often a long condensation saves its state: no part of the set's key (a resumed or
+    differently checkpointed run computes the same set)."""
+    return Int(default, min=0, doc="iterations between saved states; 0 = never", keyed=False)
+
+
 _I = "kddbench_plugins.condensation.real_images:"
 _C = "kddbench_plugins.condensation.coreset:"
 _G = "kddbench_plugins.condensation.gradient_matching:"
@@ -43,7 +50,7 @@ _GM = {"iterations": Int(1000, min=1, smoke=1),
        "inner_loop": Int(0, min=0, smoke=1, doc="0 = by IPC"), "batch_real": Int(256, min=1),
        "batch_train": Int(256, min=1), "lr_img": Float(0.1, min=0),
        "momentum_img": Float(0.5, min=0, max=1), "lr_net": Float(0.01, min=0),
-       "bn_real_per_class": Int(16, min=1), "checkpoint_every": Int(10, min=0, doc="0 = never")}
+       "bn_real_per_class": Int(16, min=1), "checkpoint_every": _checkpoint_every(10)}
 
 
 # the condensation tasks' data-set-level transform (e.g. zca: MTT's CIFAR settings whiten).
@@ -100,7 +107,7 @@ def kddbench_condensers():
                               "lr_img": Float(0.0, min=0, doc="0 = the paper's"),
                               "momentum_img": Float(0.5, min=0, max=1), "init": _init("real"),
                               "augment": _augment("dsa"),
-                              "checkpoint_every": Int(100, min=0, doc="0 = never")})
+                              "checkpoint_every": _checkpoint_every(100)})
     yield CondenserSpec(
         "datadam", _D + "datadam",
         "DataDAM attention matching (Sajedi et al. 2023): class-mean normalised spatial "
@@ -116,7 +123,7 @@ def kddbench_condensers():
                               "momentum_img": Float(0.5, min=0, max=1),
                               "lambda_mmd": Float(0.01, min=0), "loss_scale": Float(100.0, min=0),
                               "init": _init("real"), "augment": _augment("dsa"),
-                              "checkpoint_every": Int(100, min=0, doc="0 = never")})
+                              "checkpoint_every": _checkpoint_every(100)})
     yield from _performance_matching()
     yield from _trajectory_matching()
     yield CondenserSpec(
@@ -154,7 +161,7 @@ def _performance_matching():
             "init": _init("noise"),
             "eval_draws": Int(10, min=1, smoke=2,
                               doc="initial nets of the own evaluation (random)"),
-            "checkpoint_every": Int(100, min=0, doc="0 = never")})
+            "checkpoint_every": _checkpoint_every(100)})
     yield CondenserSpec(
         "krr", "kddbench_plugins.condensation.kernel_ridge:krr",
         "kernel ridge regression distillation in the style of FRePo (Zhou et al. 2022): "
@@ -167,7 +174,7 @@ def _performance_matching():
                                                       doc="ridge x trace(K)/n"),
             "pool_size": Int(10, min=1), "max_online_steps": Int(100, min=1),
             "lr_net": Float(0.001, min=0, doc="Adam lr of the pool's online training"),
-            "init": _init("real"), "checkpoint_every": Int(100, min=0, doc="0 = never")})
+            "init": _init("real"), "checkpoint_every": _checkpoint_every(100)})
 
 
 
@@ -199,7 +206,7 @@ def _tm_options(**pad):
         "expert_augment": _augment("dsa"),
         "expert_seed": Int(0, min=0, doc="experts are shared by every cell with the same one"),
         "experts_in_memory": Int(4, min=1),
-        "checkpoint_every": Int(100, min=0, doc="0 = never")}
+        "checkpoint_every": _checkpoint_every(100)}
     opts.update(pad)
     return opts
 

@@ -11,6 +11,7 @@ import time
 
 from kddbench import names
 from kddbench.condense import CondenseRequest, SyntheticSet
+from kddbench.options import keyed_options
 from kddbench.validation import fit_and_test, holdout, run_tuned, split_data
 
 
@@ -118,7 +119,8 @@ def condensed(ctx, *, dataset: str, dataset_options, method: str, method_options
     options = {**dict(method_options or {}), **names.parse(method)[1]}
     arch_spec = ctx.registry.get("architecture", distill_arch)
     key = {"data": data.fingerprint(), "method": spec.name, "version": spec.version,
-           "options": options, "ipc": ipc, "distill_arch": distill_arch,
+           "options": keyed_options(spec.options, options), "ipc": ipc,
+           "distill_arch": distill_arch,
            "distill_arch_options": distill_arch_options or {},
            "distill_arch_version": arch_spec.version, "seed": seed}
     if spec.uses_ipc and not ipc:
