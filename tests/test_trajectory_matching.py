@@ -401,6 +401,24 @@ def test_a_suite_builds_the_experts_once_ahead_and_every_cell_shares_them(tmp_pa
     assert len(list(experts.glob("*.pt"))) == 4
 
 
+def test_experts_of_a_cell_with_a_validation_split_train_on_the_same_split(tmp_path):
+    """A set condensed on the training images less a validation split reads experts trained
+    on that same split: the runner's declared experts are the ones the method uses."""
+    from kddbench import api
+
+    opts = "\n".join(f"  {k} = {v!r}".replace("'", '"') for k, v in TINY.items())
+    text = E2E_SUITE.replace("IPC", "2").replace("OPTIONS", opts).replace(
+        "epochs = 2\n", "epochs = 2\nval_per_class = 5\n", 1)
+    suite = tmp_path / "val.toml"
+    suite.write_text(text)
+    df = api.run(str(suite), tmp_path / "val", cache_dir=str(tmp_path / "cache"), jobs=1,
+                 progress=False, threads=1, device="cpu")
+    assert len(df) == 2 and (df["status"] == "ok").all()
+    assert (df["condense.experts_built"] == 0).all()  # all built ahead, on the split
+    experts = tmp_path / "cache" / "artifacts" / "expert_trajectories"
+    assert len(list(experts.glob("*.pt"))) == 4  # none on the whole training set
+
+
 def test_a_zca_setting_runs_on_whitened_data_and_names_the_fix_without_it(tmp_path):
     """`transform = "zca"` whitens every split (experts, condensation and evaluation see the
     same data, a different artifact from the raw one); without it a ZCA setting fails in one

@@ -49,23 +49,28 @@ def declare(args: Mapping[str, Any], registry) -> list:
              "distill_arch": args["distill_arch"],
              "distill_arch_options": args.get("distill_arch_options"),
              "options": expert_options, "index": index,
-             **({"transform": args["transform"]} if args.get("transform") else {})},
+             **({"transform": args["transform"]} if args.get("transform") else {}),
+             **({"holdout": dict(args["holdout"])} if args.get("holdout") else {})},
             description=f"expert {index + 1}/{options['num_experts']} on "
                         f"{args['distill_arch']}, {args['dataset']}"))
     return out
 
 
 def expert(ctx, *, dataset: str, dataset_options, distill_arch: str, distill_arch_options,
-           options: Mapping[str, Any], index: int, transform: str | None = None) -> None:
-    """Get or build one expert in the run's artifact cache."""
+           options: Mapping[str, Any], index: int, transform: str | None = None,
+           holdout=None) -> None:
+    """Get or build one expert in the run's artifact cache, on the data the set is condensed
+    from (the training set less ``holdout``'s validation split, when the cell has one)."""
     from kddbench.condense import CondenseRequest
     from kddbench.protocol import make_generator
 
     from .trajectory_matching import build_expert
 
+    from kddbench.validation import split_data
+
     from .task import data_for
 
-    data = data_for(ctx, dataset, dataset_options, transform)
+    data = split_data(data_for(ctx, dataset, dataset_options, transform), holdout)[0]
     request = CondenseRequest(
         data=data, ipc=None, arch=distill_arch,
         build_net=lambda s: ctx.build_net(distill_arch, data, s, distill_arch_options),
