@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from kddbench.cost import (TRAIN_PASSES, Work, evaluation_passes, load_ref, recipe_train_passes,
                            train_passes)
+from kddbench.validation import holdout
 
 # (outer_loop, inner_loop) by images per class: the table of gradient_matching (kept in step
 # by tests/test_smoke_paper_tables.py)
@@ -123,9 +124,10 @@ def condense_cost(cell, info) -> list[Work]:
                                data.name), arch_options=info.options(cell, "architecture",
                                                                      distill),
                           artifact=CONDENSED_KIND))
+    split = holdout(info.recipe(cell), cell.seed)  # experts on a validation split: their own
     for key, artifact_passes in artifact_costs(spec, options, data):
         works.append(Work(distill, data, artifact_passes, "experts",
-                          key=(key, distill, data.name, cell.get("transform")),
+                          key=(key, distill, data.name, cell.get("transform"), split),
                           arch_options=info.options(cell, "architecture", distill),
                           artifact=EXPERTS_KIND))
     n = data.train if not spec.uses_ipc else min(int(ipc), data.train_per_class) * data.classes
