@@ -540,7 +540,9 @@ def _entry_dict(entry) -> dict:
 @cli.command(help="Release the artifacts a suite's cells use: copy them (condensed sets unless "
              "--kind says otherwise) from the artifact cache into the suite's report "
              "directory, under artifacts/, checksums included: the kinds its cells declare, "
-             "or that the records of its finished cells list as used (e.g. evaluation). Any "
+             "or that the records of its finished cells list as used (e.g. evaluation), or "
+             "'checkpoints': the last state of each computation a killed run left unfinished, "
+             "so the next machine resumes it. Any "
              "later run of the suite, or of a suite whose report lies beside it, on any "
              "machine, reads them from there instead of building them again; commit them "
              "with the report so others can finish or re-evaluate it. Exits 4 when none is "
@@ -576,6 +578,8 @@ def release(suite, out, overrides, kinds, to, cache_dir, data_root, as_json, onl
         click.echo(f"released {kind}/{key} ({mb:.2f} MB): {label}")
     for kind, label in result.missing:
         click.echo(f"not in the cache (not built yet): {label}")
+    if result.removed:
+        click.echo(f"{len(result.removed)} released checkpoint(s) of finished work removed")
     size = sum(t[3] for t in result.copied)
     click.echo(f"{len(result.copied)} released ({size:.2f} MB), {len(result.present)} already "
                f"there, {len(result.missing)} not built yet: {result.directory}")

@@ -16,7 +16,7 @@ from .data import DataSplits
 from .errors import KddbenchError
 from .plugins import Registry
 from .protocol import Recipe, make_generator, seeded
-from .store import ArtifactCache, atomic_write_text
+from .store import CHECKPOINTS, ArtifactCache, atomic_write_text
 
 DATA_ENV = "KDDBENCH_DATA"
 DOWNLOAD_ENV = "KDDBENCH_DOWNLOAD"
@@ -59,16 +59,16 @@ class Checkpoint:
         self.cache, self.key, self.on_save = cache, dict(key), on_save
 
     def load(self) -> Any | None:
-        return self.cache.load("checkpoints", self.key) if self.cache.enabled else None
+        return self.cache.load(CHECKPOINTS, self.key) if self.cache.enabled else None
 
     def save(self, state: Any) -> None:
         if self.cache.enabled:
-            self.cache.save("checkpoints", self.key, state)
+            self.cache.save(CHECKPOINTS, self.key, state)
             if self.on_save is not None:
                 self.on_save(state)
 
     def clear(self) -> None:
-        self.cache.discard("checkpoints", self.key)
+        self.cache.discard(CHECKPOINTS, self.key)
 
 
 @dataclass
@@ -144,16 +144,23 @@ class RunContext:
         return net.to(self.device)
 
     def checkpoint(self, key: Mapping[str, Any]) -> Checkpoint:
-        return Checkpoint(self.artifacts, key, on_save=self.note_progress)
+        keyer = getattr(self.artifacts, "key", None)
+        name = f"{CHECKPOINTS}/{keyer(dict(key))}" if callable(keyer) else None
+        return Checkpoint(self.artifacts, key,
+                          on_save=lambda state: self.note_progress(state, name))
 
-    def note_progress(self, state: Any) -> None:
-        """A checkpoint of the running item was saved: its iteration (where the state says)
-        and the time, for ``kddbench status``; never an error for the computation."""
+    def note_progress(self, state: Any, checkpoint: str | None = None) -> None:
+        """A checkpoint of the running item was saved: its iteration (where the state says),
+        the time and the checkpoint's ``"checkpoints/<key>"`` (so ``kddbench release --kind
+        checkpoints`` can ship an unfinished computation), for ``kddbench status``; never an
+        error for the computation."""
         if self.progress_file is None:
             return
         note: dict[str, Any] = {"time": time.time()}
         if isinstance(state, Mapping) and isinstance(state.get("iteration"), int):
             note["iteration"] = state["iteration"]
+        if checkpoint:
+            note["checkpoint"] = checkpoint
         try:
             atomic_write_text(self.progress_file, json.dumps(note))
         except OSError:

@@ -13,6 +13,9 @@ that stands in for the cache, records the key of the first ``get_or_build`` and 
 before anything is built.  Artifacts no task declares (a stored evaluation, a baseline run
 shared by a suite's cells) are found in the records instead: a finished cell's record lists,
 as ``"<kind>/<key>"``, every artifact it read or built, so ``--kind`` may name those kinds too.
+``--kind checkpoints`` ships the last checkpoint of each computation a killed run left
+unfinished (its progress note under ``claims/`` names it): a condensation longer than one
+machine's session resumes on the next machine where the last one stopped.
 Nothing here knows what a kind means.
 """
 from __future__ import annotations
@@ -24,7 +27,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from .errors import ExitCode, KddbenchError
-from .store import ArtifactCache, atomic_write_bytes, intact, released_paths
+from .store import CHECKPOINTS, ArtifactCache, atomic_write_bytes, intact, released_paths
 
 RELEASED_DIR = "artifacts"  # under a suite's report directory
 DEFAULT_KINDS = ("condensed",)
@@ -89,12 +92,14 @@ class ReleaseResult:
     copied: list[tuple[str, str, str, float]] = field(default_factory=list)
     present: list[tuple[str, str, str, float]] = field(default_factory=list)
     missing: list[tuple[str, str]] = field(default_factory=list)  # (kind, label): not built
+    removed: list[tuple[str, str]] = field(default_factory=list)  # (kind, key): stale checkpoints
 
     def to_dict(self) -> dict[str, Any]:
         row = lambda t: {"kind": t[0], "key": t[1], "label": t[2], "MB": round(t[3], 3)}  # noqa: E731
         return {"directory": str(self.directory), "copied": [row(t) for t in self.copied],
                 "already_there": [row(t) for t in self.present],
-                "not_built": [{"kind": k, "label": lab} for k, lab in self.missing]}
+                "not_built": [{"kind": k, "label": lab} for k, lab in self.missing],
+                "removed": [{"kind": k, "key": key} for k, key in self.removed]}
 
 
 def _flatten(requests: Iterable) -> list:
@@ -127,8 +132,9 @@ def release(suite, out_dir=None, *, kinds: Iterable[str] = DEFAULT_KINDS,
     registry = get_registry()
     cells = select_experiments(suite, only, where)
     requests = _flatten(r for rs in declared(cells, registry).values() for r in rs)
-    used = _used_by_records(cells, report_dir(suite, out_dir))
-    have = sorted({r.kind for r in requests} | {kind for kind, _k, _l in used})
+    used = (_used_by_records(cells, report_dir(suite, out_dir))
+            + _unfinished(cells, requests, report_dir(suite, out_dir)))
+    have = sorted({r.kind for r in requests} | {kind for kind, _k, _l in used} | {CHECKPOINTS})
     kinds = list(dict.fromkeys(kinds))
     for kind in kinds:
         if kind not in have:
@@ -149,7 +155,13 @@ def release(suite, out_dir=None, *, kinds: Iterable[str] = DEFAULT_KINDS,
     for kind, key, label in used:
         if kind in kinds:
             _copy(cache, kind, key, label, target, result, done)
-    if not (result.copied or result.present):
+    if CHECKPOINTS in kinds:  # a released checkpoint of what has since finished: stale
+        for path in sorted((target / CHECKPOINTS).glob("*.pt")):
+            if (CHECKPOINTS, path.stem) not in done:
+                for stale in released_paths(target, CHECKPOINTS, path.stem):
+                    stale.unlink(missing_ok=True)
+                result.removed.append((CHECKPOINTS, path.stem))
+    if not (result.copied or result.present or result.removed):
         raise NothingToRelease(
             f"none of the {len(result.missing)} {'/'.join(kinds)} artifact(s) of these cells "
             f"is in the cache at {cache.root} (build them with kddbench run first)")
@@ -168,6 +180,25 @@ def _used_by_records(cells, directory) -> list[tuple[str, str, str]]:
             kind, _, key = str(name).rpartition("/")
             if kind and key:
                 out.append((kind, key, f"used by {cell.label()}"))
+    return out
+
+
+def _unfinished(cells, requests, directory) -> list[tuple[str, str, str]]:
+    """``(kind, key, label)`` of the last checkpoint of every selected cell or declared
+    artifact whose computation stopped unfinished (a killed run leaves its progress note, which
+    names the checkpoint): released, a later run on another machine resumes from it."""
+    from .store import Claims
+
+    claims = Claims(Path(directory) / "claims")
+    items = [(c.cell_id, c.label()) for c in cells] + [(r.cell_id, r.label())
+                                                        for r in requests]
+    out = []
+    for item_id, label in items:
+        note = claims.progress(item_id) or {}
+        kind, _, key = str(note.get("checkpoint") or "").rpartition("/")
+        if kind and key:
+            at = f" at iteration {note['iteration']}" if "iteration" in note else ""
+            out.append((kind, key, f"unfinished{at}: {label}"))
     return out
 
 

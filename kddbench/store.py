@@ -106,6 +106,9 @@ def file_lock(path: Path, wait: bool = True) -> Iterator[bool]:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
+CHECKPOINTS = "checkpoints"  # the artifact kind of kddbench.context.Checkpoint's states
+
+
 def released_paths(directory: Path, kind: str, key: str) -> tuple[Path, Path]:
     return directory / kind / f"{key}.pt", directory / kind / f"{key}.json"
 

@@ -118,3 +118,72 @@ def test_the_condense_tasks_sets_are_released_under_the_keys_runs_read(tmp_path,
     assert {p.name: json.loads(p.read_text())["metrics"]["condense_time_s"]
             for p in (out / "records").glob("*.json")} == made  # read, not condensed again
     assert len(list((tmp_path / "fresh" / "artifacts" / "condensed").glob("*.pt"))) == 4
+
+
+def test_an_unfinished_condensation_resumes_on_another_machine_from_its_released_checkpoint(
+        tmp_path):
+    """A run killed mid-condensation leaves its last checkpoint named in its progress note;
+    ``release --kind checkpoints`` ships it; a machine with an empty cache resumes there and
+    ends with the set an uninterrupted run makes; the released checkpoint, stale once the set
+    exists, is removed by the next release."""
+    import subprocess
+    import sys
+    import time
+
+    suite = write_suite(tmp_path / "long.toml", """
+[suite]
+name = "long"
+budget = "toy data"
+
+[protocols.quick]
+epochs = 1
+
+[[experiments]]
+name = "e"
+task = "condense"
+dataset = "toy"
+method = "dm"
+ipc = 1
+eval_arch = "mlp"
+protocol = "quick"
+options = { dm = { iterations = 300, checkpoint_every = 5 } }
+""")
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-c", "from kddbench.cli import main; main()"]
+    run = subprocess.Popen(cmd + ["run", str(suite), "--out", str(out), "--jobs", "1",
+                                  "--no-progress", "--cache-dir", str(tmp_path / "cache1")],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not any(json.loads(p.read_text() or "{}").get("iteration", 0) >= 10
+                      for p in out.glob("claims/*.progress") if p.stat().st_size):
+            assert run.poll() is None, run.communicate()[1]
+            assert time.monotonic() < deadline, "no checkpoint noted"
+            time.sleep(0.05)
+    finally:
+        run.kill()
+        run.communicate()
+
+    def cli(*args):
+        done = subprocess.run(cmd + [str(a) for a in args], capture_output=True, text=True)
+        return done.returncode, done.stdout + done.stderr
+
+    code, text = cli("release", suite, "--out", out, "--cache-dir", tmp_path / "cache1",
+                     "--kind", "checkpoints")
+    assert code == 0 and "1 released" in text and "unfinished at iteration" in text, text
+    code, text = cli("run", suite, "--out", out, "--jobs", "1", "--no-progress",
+                     "--cache-dir", tmp_path / "cache2")
+    assert code == 0, text
+    (record,) = [json.loads(p.read_text()) for p in (out / "records").glob("*.json")]
+    assert record["metrics"]["condense.resumed_from_iteration"] >= 10
+    # the same set as a run that was never interrupted
+    whole = tmp_path / "whole"
+    code, text = cli("run", suite, "--out", whole, "--jobs", "1", "--no-progress",
+                     "--cache-dir", tmp_path / "cache3")
+    assert code == 0, text
+    (plain,) = [json.loads(p.read_text()) for p in (whole / "records").glob("*.json")]
+    assert plain["metrics"]["accuracy"] == record["metrics"]["accuracy"]
+    code, text = cli("release", suite, "--out", out, "--cache-dir", tmp_path / "cache2",
+                     "--kind", "checkpoints")
+    assert code == 0 and "1 released checkpoint(s) of finished work removed" in text, text
+    assert not list((out / "artifacts" / "checkpoints").glob("*.pt"))
