@@ -11,6 +11,7 @@ import pandas as pd
 from .errors import KddbenchError
 from .sections import cell_row, label, matches, render_sections, write_section_files
 from .store import ResultStore, atomic_write_text
+from .validation import grid_columns
 
 ID_COLUMNS = ["cell_id", "config_id", "suite", "experiment", "task", "protocol", "seed", "status"]
 
@@ -23,6 +24,7 @@ def tidy(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
         for key, value in rec.get("axes", {}).items():
             row[key] = "+".join(map(str, value)) if isinstance(value, list) else value
         row.update(rec.get("metrics", {}))
+        row.update(grid_columns(rec.get("info", {})))  # a tuned cell's every grid point
         row["versions"] = ";".join(f"{k}={v}" for k, v in sorted(rec.get("versions", {}).items()))
         row["options"] = json.dumps(rec.get("options", {}), sort_keys=True)
         row["recipe"] = json.dumps(rec.get("recipe", {}), sort_keys=True)

@@ -365,6 +365,18 @@ def run_tuned(cell, ctx, run_one: Callable[[Any, Any], dict]) -> dict:
     return out
 
 
+def grid_columns(info: Mapping[str, Any]) -> dict[str, float]:
+    """A tuned record's every grid point as a column of the results table:
+    ``tune.val_accuracy[<point>]`` (e.g. ``tune.val_accuracy[mtt.lr_img=100.0]``), from the
+    record's ``tune_grid``, so a report table can show what each point scored."""
+    out: dict[str, float] = {}
+    for entry in info.get("tune_grid") or ():
+        if isinstance(entry, Mapping) and isinstance(entry.get("point"), Mapping):
+            out[f"tune.val_accuracy[{point_label(entry['point'])}]"] = float(
+                entry.get("val_accuracy", math.nan))
+    return out
+
+
 # ---------------------------------------------------------------------------------------------
 # the suite's ``tune`` key
 def check_tune(tune: Any, path: str, plugins: Mapping[str, Any], registry=None

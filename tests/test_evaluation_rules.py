@@ -292,3 +292,15 @@ def test_kd_run_with_rules_and_tuning_end_to_end(tmp_path, cli):
         assert len(r["info"]["test_curve"][0]) == 2
     # the teacher never saw the validation images: it is trained on the training part only
     assert none["metrics"]["n_train"] == feat["metrics"]["n_train"] == 4 * 40 - 20
+
+
+def test_every_grid_point_of_a_tuned_cell_is_a_column_of_the_results():
+    from kddbench.report import tidy
+
+    record = {"cell_id": "c", "experiment": "e", "axes": {"method": "dm"},
+              "metrics": {"accuracy": 90.0, "tune.dm.lr_img": 1.0},
+              "info": {"tune_grid": [{"point": {"dm.lr_img": 0.3}, "val_accuracy": 88.5},
+                                     {"point": {"dm.lr_img": 1.0}, "val_accuracy": 89.25}]}}
+    row = tidy([record]).iloc[0]
+    assert row["tune.val_accuracy[dm.lr_img=0.3]"] == 88.5
+    assert row["tune.val_accuracy[dm.lr_img=1.0]"] == 89.25
