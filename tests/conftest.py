@@ -86,3 +86,27 @@ columns = ["ipc"]
 metric = "accuracy"
 """
 sys.path.insert(0, str(Path(__file__).parent))
+
+
+def toy_dm_suite(path: Path, name: str, dm_options: str, seeds: int = 1) -> Path:
+    """A one-experiment suite: DM at IPC 1 on the toy data, evaluated by an MLP for 1 epoch;
+    ``dm_options`` is the inline table's body (``"iterations = 4"``)."""
+    return write_suite(path, f"""
+[suite]
+name = "{name}"
+budget = "toy data"
+
+[protocols.quick]
+epochs = 1
+
+[[experiments]]
+name = "e"
+task = "condense"
+dataset = "toy"
+method = "dm"
+ipc = 1
+eval_arch = "mlp"
+protocol = "quick"
+seeds = {seeds}
+options = {{ dm = {{ {dm_options} }} }}
+""")

@@ -102,27 +102,9 @@ def test_with_several_workers_the_longest_cells_start_first(registry, monkeypatc
 def test_the_dry_run_leaves_out_sets_already_stored(tmp_path, cli):
     """A set in the cache (or released with a report) is not condensed again: the estimate
     of the same cells in a fresh report directory drops its condensation, not its evaluation."""
-    from conftest import write_suite
+    from conftest import toy_dm_suite
 
-    suite = write_suite(tmp_path / "s.toml", """
-[suite]
-name = "stored"
-budget = "toy data"
-
-[protocols.quick]
-epochs = 2
-
-[[experiments]]
-name = "e"
-task = "condense"
-dataset = "toy"
-method = "dm"
-ipc = 1
-eval_arch = "mlp"
-protocol = "quick"
-seeds = 2
-options = { dm = { iterations = 3 } }
-""")
+    suite = toy_dm_suite(tmp_path / "s.toml", "stored", "iterations = 3", seeds=2)
 
     def total(out) -> float:
         code, text, err = cli("run", suite, "--dry-run", "--out", out, "--cache-dir",

@@ -3,7 +3,7 @@ architectures; its section is the methods x architectures matrix with the change
 distillation architecture."""
 import pandas as pd
 
-from conftest import write_suite
+from conftest import toy_dm_suite, write_suite
 
 HEAD = """
 [suite]
@@ -124,24 +124,8 @@ def test_how_often_a_condensation_checkpoints_is_not_part_of_its_set(tmp_path, c
     import json
 
     def run(name, every):
-        suite = write_suite(tmp_path / f"{name}.toml", f"""
-[suite]
-name = "{name}"
-budget = "toy data"
-
-[protocols.quick]
-epochs = 1
-
-[[experiments]]
-name = "e"
-task = "condense"
-dataset = "toy"
-method = "dm"
-ipc = 1
-eval_arch = "mlp"
-protocol = "quick"
-options = {{ dm = {{ iterations = 4, checkpoint_every = {every} }} }}
-""")
+        suite = toy_dm_suite(tmp_path / f"{name}.toml", name,
+                             f"iterations = 4, checkpoint_every = {every}")
         code, out, err = cli("run", suite, "--out", tmp_path / name, "--jobs", "1",
                              "--no-progress", "--cache-dir", tmp_path / "cache")
         assert code == 0, out + err

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from conftest import TINY_SUITE, write_suite
+from conftest import TINY_SUITE, toy_dm_suite, write_suite
 from test_artifacts import DECLARING_PLUGIN, SUITE
 
 
@@ -130,24 +130,8 @@ def test_an_unfinished_condensation_resumes_on_another_machine_from_its_released
     import sys
     import time
 
-    suite = write_suite(tmp_path / "long.toml", """
-[suite]
-name = "long"
-budget = "toy data"
-
-[protocols.quick]
-epochs = 1
-
-[[experiments]]
-name = "e"
-task = "condense"
-dataset = "toy"
-method = "dm"
-ipc = 1
-eval_arch = "mlp"
-protocol = "quick"
-options = { dm = { iterations = 300, checkpoint_every = 5 } }
-""")
+    suite = toy_dm_suite(tmp_path / "long.toml", "long",
+                         "iterations = 300, checkpoint_every = 5")
     out = tmp_path / "out"
     cmd = [sys.executable, "-c", "from kddbench.cli import main; main()"]
     run = subprocess.Popen(cmd + ["run", str(suite), "--out", str(out), "--jobs", "1",
