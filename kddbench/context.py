@@ -70,6 +70,11 @@ class Checkpoint:
     def clear(self) -> None:
         self.cache.discard(CHECKPOINTS, self.key)
 
+    @property
+    def name(self) -> str:
+        """``"checkpoints/<key>"``: what names this state in the cache (and in a release)."""
+        return f"{CHECKPOINTS}/{self.cache.key(self.key)}"
+
 
 @dataclass
 class RunContext:
@@ -144,10 +149,9 @@ class RunContext:
         return net.to(self.device)
 
     def checkpoint(self, key: Mapping[str, Any]) -> Checkpoint:
-        keyer = getattr(self.artifacts, "key", None)
-        name = f"{CHECKPOINTS}/{keyer(dict(key))}" if callable(keyer) else None
-        return Checkpoint(self.artifacts, key,
-                          on_save=lambda state: self.note_progress(state, name))
+        checkpoint = Checkpoint(self.artifacts, key)
+        checkpoint.on_save = lambda state: self.note_progress(state, checkpoint.name)
+        return checkpoint
 
     def note_progress(self, state: Any, checkpoint: str | None = None) -> None:
         """A checkpoint of the running item was saved: its iteration (where the state says),

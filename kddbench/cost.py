@@ -462,11 +462,9 @@ def print_estimate(suite_path, overrides=(), *, device: str = "auto", smoke: boo
 
 def _stored(cells, registry, out_dir, cache_dir, data_root) -> dict[str, set[str]]:
     from .executor import RunSettings
-    from .release import released_dirs
     from .runner import make_context
-    from .store import ArtifactCache
 
-    cache = ArtifactCache(cache_dir, released=released_dirs(out_dir))
-    ctx = make_context(RunSettings(device="cpu", data_root=data_root, cache_dir=cache_dir),
-                       registry)
-    return stored_kinds(cells, registry, cache.available, ctx)
+    # the run's own context: its cache reads the released directories a run would
+    ctx = make_context(RunSettings(device="cpu", data_root=data_root, cache_dir=cache_dir,
+                                   out_dir=str(out_dir)), registry)
+    return stored_kinds(cells, registry, ctx.artifacts.available, ctx)

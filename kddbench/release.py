@@ -144,7 +144,7 @@ def release(suite, out_dir=None, *, kinds: Iterable[str] = DEFAULT_KINDS,
     target = Path(to) if to else report_dir(suite, out_dir) / RELEASED_DIR
     ctx = make_context(RunSettings(device="cpu", data_root=data_root, cache_dir=cache_dir),
                        registry)
-    cache = ArtifactCache(cache_dir)
+    cache = ctx.artifacts  # the cache alone: no released directory (those are the targets)
     result = ReleaseResult(target)
     done: set[tuple[str, str]] = set()
     for request in (r for r in requests if r.kind in kinds):
@@ -177,10 +177,16 @@ def _used_by_records(cells, directory) -> list[tuple[str, str, str]]:
     for cell in cells:
         record = store.get(cell.cell_id) if store.is_done(cell.cell_id) else None
         for name in (record or {}).get("artifacts") or ():
-            kind, _, key = str(name).rpartition("/")
+            kind, key = _kind_and_key(name)
             if kind and key:
                 out.append((kind, key, f"used by {cell.label()}"))
     return out
+
+
+def _kind_and_key(name: Any) -> tuple[str, str]:
+    """``"<kind>/<key>"`` (as records and progress notes name an artifact) split in two."""
+    kind, _, key = str(name or "").rpartition("/")
+    return kind, key
 
 
 def _unfinished(cells, requests, directory) -> list[tuple[str, str, str]]:
@@ -195,7 +201,7 @@ def _unfinished(cells, requests, directory) -> list[tuple[str, str, str]]:
     out = []
     for item_id, label in items:
         note = claims.progress(item_id) or {}
-        kind, _, key = str(note.get("checkpoint") or "").rpartition("/")
+        kind, key = _kind_and_key(note.get("checkpoint"))
         if kind and key:
             at = f" at iteration {note['iteration']}" if "iteration" in note else ""
             out.append((kind, key, f"unfinished{at}: {label}"))

@@ -487,10 +487,9 @@ class ArtifactCache:
     def available(self, kind: str, key_dict: Mapping[str, Any]) -> bool:
         """Whether the artifact is stored intact, here or in a released directory (nothing is
         copied or created)."""
-        key = self.key(key_dict)
-        d = self.root / "artifacts" / kind
-        return intact(d / f"{key}.pt", d / f"{key}.json") or any(
-            intact(*released_paths(r, kind, key)) for r in self.released)
+        key = self.key(key_dict)  # the cache has a released directory's layout
+        return any(intact(*released_paths(d, kind, key))
+                   for d in (self.root / "artifacts", *self.released))
 
     def _corrupt(self, kind: str, path: Path, why: str) -> None:
         message = f"artifact {kind}/{path.name} is corrupt ({why}); rebuilding it"
