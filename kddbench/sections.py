@@ -181,14 +181,16 @@ class SectionScope:
         axes; seeds (``pooled``) are averaged on purpose.  Any other axis whose values differ
         within one entry is named, with its values; cells that agree on every axis but differ
         in their recipe or options (e.g. two experiments with different protocols) are named
-        by experiment and protocol."""
+        by experiment and protocol.  The experiment and protocol names are labels, not part of
+        a cell's identity: cells of two experiments with one configuration (more seeds of the
+        same thing, say) pool like the seeds of one."""
         groups: dict[tuple, list] = {}
         for cell in self.cells(experiments):
             row = cell_row(cell)
             if where and not matches(row, where):
                 continue
             groups.setdefault(tuple(label(row.get(a)) for a in shown), []).append(cell)
-        ignore = set(shown) | set(pooled)
+        ignore = set(shown) | set(pooled) | {"experiment", "protocol"}
         hidden: dict[str, set[str]] = {}
         configs: dict[tuple, set] = {}
         for key, members in groups.items():

@@ -71,10 +71,22 @@ def test_a_table_never_averages_two_protocols(tmp_path):
     text = HEAD + "[protocols.long]\nepochs = 5\n\n[[experiments]]" + other.replace(
         'protocol = "quick"', 'protocol = "long"')
     problems = _problems(tmp_path, text + "[[tables]]" + TABLE)
-    assert "would average cells that differ in 'protocol' (long, quick)" in problems
-    assert "would average cells that differ in 'experiment' (toy, toy_long)" in problems
+    assert ("would average cells with different recipes or options (experiments toy, "
+            "toy_long)") in problems
     by_experiment = TABLE.replace('rows = ["method"]', 'rows = ["experiment", "method"]')
     assert load_suite(write_suite(tmp_path / "ok.toml", text + "[[tables]]" + by_experiment))
+
+
+def test_a_table_pools_two_experiments_of_one_configuration(tmp_path):
+    # more seeds of the same configuration, declared as a second experiment: the names are
+    # labels, so one entry averages the seeds of both
+    other = HEAD.split("[[experiments]]")[1].replace('name = "toy"', 'name = "toy_more"')
+    other = other.replace("seeds = [0, 1]", "seeds = [2, 3]")
+    assert "seeds = [2, 3]" in other
+    text = HEAD + "[[experiments]]" + other
+    suite = load_suite(write_suite(tmp_path / "s.toml", text + "[[tables]]" + TABLE))
+    one = [c for c in suite.cells if c.axes["method"] == "random" and c.axes["ipc"] == 2]
+    assert sorted(c.seed for c in one) == [0, 1, 2, 3] and len({c.config_id for c in one}) == 1
 
 
 def test_a_table_never_averages_seeds_with_different_recipes(tmp_path):
