@@ -24,28 +24,20 @@ from typing import Any, Callable, Mapping
 
 import torch
 
-from kddbench.condense import CondenseRequest, SyntheticSet, pack_curve, unpack_curve
-from kddbench.errors import KddbenchError
+from kddbench.condense import CondenseRequest, SyntheticSet
 
-from .synthesis import initial_set
-
-CHECKPOINT_FORMAT = 1
+from .synthesis import CHECKPOINT_FORMAT, SetUnderOptimization
 
 
-class LearnedSet:
+class LearnedSet(SetUnderOptimization):
     def __init__(self, request: CondenseRequest, init: str, lr_img: float,
                  extra: Mapping[str, torch.Tensor] | None = None,
                  extra_lr: Mapping[str, float] | None = None,
                  betas: tuple[float, float] = (0.9, 0.999), checkpoint_every: int = 0,
                  decay_every: int = 0, decay_factor: float = 1.0,
                  state_fn: Callable[[], dict[str, Any]] | None = None):
-        self.request = request
-        self.checkpoint_every = int(checkpoint_every)
+        super().__init__(request, init, checkpoint_every)
         self.decay_every, self.decay_factor = int(decay_every), float(decay_factor)
-        images, labels = initial_set(request, init)
-        self.init_images = images.detach().clone()
-        self.labels = labels
-        self.images = images.detach().clone().requires_grad_(True)
         self.extra = {k: v.detach().clone().requires_grad_(True)
                       for k, v in (extra or {}).items()}
         extra_lr = dict(extra_lr or {})
@@ -55,15 +47,8 @@ class LearnedSet:
         self.base_lrs = [g["lr"] for g in groups]
         self.opt = torch.optim.Adam(groups, betas=tuple(betas))
         self.state_fn = state_fn
-        self.start = 0
-        self.curve: list[dict[str, float]] = []
-        self.resumed_from: int | None = None
 
     # checkpoint ----------------------------------------------------------------
-    def _checkpoint(self):
-        ck = self.request.checkpoint
-        return ck if ck is not None and hasattr(ck, "load") else None
-
     def restore(self) -> dict[str, Any] | None:
         """Load the last checkpoint, if any: images, learned tensors, Adam state, generator,
         iteration and curve; returns the method's own saved state (or None)."""
@@ -81,34 +66,19 @@ class LearnedSet:
                 t.copy_(state["extra"][k].to(t.device))
         self.init_images = state["init_images"].to(dev)
         self.opt.load_state_dict(state["optimizer"])
-        self.request.generator.set_state(state["generator"])
-        self.start = int(state["iteration"])
-        self.resumed_from = self.start
-        self.curve = unpack_curve(state.get("curve_keys", []), state["curve"])
+        self._resumed(state)
         return state.get("method")
 
     def save(self, next_iteration: int) -> None:
         ck = self._checkpoint()
         if ck is None:
             return
-        keys, curve = pack_curve(self.curve)
-        ck.save({
-            "format": CHECKPOINT_FORMAT,
-            "iteration": int(next_iteration),
-            "images": self.images.detach().cpu().clone(),
-            "init_images": self.init_images.detach().cpu().clone(),
-            "extra": {k: t.detach().cpu().clone() for k, t in self.extra.items()},
-            "optimizer": _to_cpu(self.opt.state_dict()),
-            "generator": self.request.generator.get_state(),
-            "curve_keys": keys,
-            "curve": curve,
-            "method": self.state_fn() if self.state_fn is not None else None,
-        })
+        ck.save({**self._saved(next_iteration),
+                 "extra": {k: t.detach().cpu().clone() for k, t in self.extra.items()},
+                 "optimizer": _to_cpu(self.opt.state_dict()),
+                 "method": self.state_fn() if self.state_fn is not None else None})
 
     # the step ------------------------------------------------------------------
-    def zero_grad(self) -> None:
-        self.opt.zero_grad(set_to_none=True)
-
     def lr_factor(self, iteration: int) -> float:
         if self.decay_every <= 0:
             return 1.0
@@ -122,26 +92,9 @@ class LearnedSet:
         self.opt.step()
         return self.record(float(loss), iteration, **scalars)
 
-    def record(self, loss: float, iteration: int, **scalars: float) -> float:
-        if loss != loss or loss in (float("inf"), float("-inf")):
-            raise KddbenchError(f"condensation diverged at iteration {iteration} (loss {loss}); "
-                                "lower lr_img")
-        row = {"step": float(iteration), "loss": loss,
-               **{k: float(v) for k, v in scalars.items()}}
-        self.curve.append(row)
-        self.request.log(iteration, loss=loss, **scalars)
-        if self.checkpoint_every > 0 and (iteration + 1) % self.checkpoint_every == 0:
-            self.save(iteration + 1)
-        return loss
-
     def result(self, labels: torch.Tensor | None = None, info: dict[str, Any] | None = None,
                extras: dict[str, torch.Tensor] | None = None) -> SyntheticSet:
-        ck = self._checkpoint()
-        if ck is not None and hasattr(ck, "clear"):
-            ck.clear()
-        info = dict(info or {})
-        if self.resumed_from is not None:
-            info["resumed_from_iteration"] = self.resumed_from
+        info = self._finished(info)
         return SyntheticSet(self.images.detach().clone(),
                             (self.labels if labels is None else labels).detach().clone(),
                             init_images=self.init_images, curve=list(self.curve), info=info,

@@ -253,88 +253,49 @@ def class_means(values: torch.Tensor, labels: torch.Tensor, num_classes: int) ->
 
 # ---------------------------------------------------------------------------------------------
 # the images being optimised, their optimiser, curve and checkpoint
-class ImageOptimizer:
-    """Synthetic images under SGD with momentum, resumable from ``request.checkpoint``.
+class SetUnderOptimization:
+    """What every optimiser of a synthetic set shares (:class:`ImageOptimizer` here,
+    :class:`~kddbench_plugins.condensation.learned_set.LearnedSet` for the performance-matching
+    methods): the images started by :func:`initial_set`, the loss curve, the request's
+    checkpoint, the divergence check and the checkpoint cadence of :meth:`record`.  A subclass
+    owns ``self.opt`` and says what its checkpoint holds (``save``)."""
 
-    Usage::
-
-        opt = ImageOptimizer(request, init, lr, momentum, checkpoint_every)
-        for it in range(opt.start, iterations):
-            loss = ...(opt.images)...
-            opt.step(loss, it)            # backward, SGD step, curve, request.log, checkpoint
-        return opt.result(info)           # clears the checkpoint
-    """
-
-    def __init__(self, request: CondenseRequest, init: str, lr: float, momentum: float,
-                 checkpoint_every: int = 0, extra: dict[str, Any] | None = None):
+    def __init__(self, request: CondenseRequest, init: str, checkpoint_every: int = 0):
         self.request = request
         self.checkpoint_every = int(checkpoint_every)
         images, labels = initial_set(request, init)
         self.init_images = images.detach().clone()
         self.labels = labels
         self.images = images.detach().clone().requires_grad_(True)
-        self.opt = torch.optim.SGD([self.images], lr=lr, momentum=momentum)
         self.start = 0
         self.curve: list[dict[str, float]] = []
         self.resumed_from: int | None = None
-        self._restore()
 
-    # checkpoint ----------------------------------------------------------------
     def _checkpoint(self):
         ck = self.request.checkpoint
         return ck if ck is not None and hasattr(ck, "load") else None
 
-    def _restore(self) -> None:
-        ck = self._checkpoint()
-        state = ck.load() if ck is not None else None
-        if not state or int(state.get("format", -1)) != CHECKPOINT_FORMAT:
-            return
-        if tuple(state["images"].shape) != tuple(self.images.shape):
-            return  # not ours (cannot happen with a proper key); start afresh
-        dev = self.images.device
-        with torch.no_grad():
-            self.images.copy_(state["images"].to(dev))
-        self.init_images = state["init_images"].to(dev)
-        if bool(state["has_momentum"]):
-            self.opt.state[self.images]["momentum_buffer"] = state["momentum"].to(dev).clone()
+    def _resumed(self, state: dict[str, Any]) -> None:
+        """Take the iteration, the generator and the curve from a loaded checkpoint."""
         self.request.generator.set_state(state["generator"])
         self.start = int(state["iteration"])
         self.resumed_from = self.start
         self.curve = unpack_curve(state.get("curve_keys", []), state["curve"])
 
-    def save(self, next_iteration: int) -> None:
-        ck = self._checkpoint()
-        if ck is None:
-            return
-        buf = self.opt.state.get(self.images, {}).get("momentum_buffer")
+    def _saved(self, next_iteration: int) -> dict[str, Any]:
+        """What every checkpoint holds; a subclass adds its optimiser's state."""
         keys, curve = pack_curve(self.curve)
-        ck.save({
-            "format": CHECKPOINT_FORMAT,
-            "iteration": int(next_iteration),
-            "images": self.images.detach().cpu().clone(),
-            "init_images": self.init_images.detach().cpu().clone(),
-            "has_momentum": buf is not None,
-            "momentum": (buf if buf is not None else torch.zeros(0)).detach().cpu().clone(),
-            "generator": self.request.generator.get_state(),
-            "curve_keys": keys,
-            "curve": curve,
-        })
+        return {"format": CHECKPOINT_FORMAT, "iteration": int(next_iteration),
+                "images": self.images.detach().cpu().clone(),
+                "init_images": self.init_images.detach().cpu().clone(),
+                "generator": self.request.generator.get_state(),
+                "curve_keys": keys, "curve": curve}
 
-    # the step ------------------------------------------------------------------
-    def step(self, loss: torch.Tensor, iteration: int, **scalars: float) -> float:
-        """Backward ``loss`` to the images, take an SGD step, record and checkpoint."""
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt.step()
-        return self.record(float(loss.detach()), iteration, **scalars)
+    def save(self, next_iteration: int) -> None:  # pragma: no cover - every subclass has one
+        raise NotImplementedError
 
     def zero_grad(self) -> None:
         self.opt.zero_grad(set_to_none=True)
-
-    def update(self, loss: float, iteration: int, **scalars: float) -> float:
-        """An SGD step with the gradients already in ``images.grad``; record and checkpoint."""
-        self.opt.step()
-        return self.record(float(loss), iteration, **scalars)
 
     def record(self, loss: float, iteration: int, **scalars: float) -> float:
         if loss != loss or loss in (float("inf"), float("-inf")):
@@ -348,12 +309,73 @@ class ImageOptimizer:
             self.save(iteration + 1)
         return loss
 
-    def result(self, info: dict[str, Any] | None = None) -> SyntheticSet:
+    def _finished(self, info: dict[str, Any] | None) -> dict[str, Any]:
+        """Clear the checkpoint (the set is done); the info, with where a resumed run began."""
         ck = self._checkpoint()
         if ck is not None and hasattr(ck, "clear"):
             ck.clear()
         info = dict(info or {})
         if self.resumed_from is not None:
             info["resumed_from_iteration"] = self.resumed_from
+        return info
+
+
+class ImageOptimizer(SetUnderOptimization):
+    """Synthetic images under SGD with momentum, resumable from ``request.checkpoint``.
+
+    Usage::
+
+        opt = ImageOptimizer(request, init, lr, momentum, checkpoint_every)
+        for it in range(opt.start, iterations):
+            loss = ...(opt.images)...
+            opt.step(loss, it)            # backward, SGD step, curve, request.log, checkpoint
+        return opt.result(info)           # clears the checkpoint
+    """
+
+    def __init__(self, request: CondenseRequest, init: str, lr: float, momentum: float,
+                 checkpoint_every: int = 0, extra: dict[str, Any] | None = None):
+        super().__init__(request, init, checkpoint_every)
+        self.opt = torch.optim.SGD([self.images], lr=lr, momentum=momentum)
+        self._restore()
+
+    # checkpoint ----------------------------------------------------------------
+    def _restore(self) -> None:
+        ck = self._checkpoint()
+        state = ck.load() if ck is not None else None
+        if not state or int(state.get("format", -1)) != CHECKPOINT_FORMAT:
+            return
+        if tuple(state["images"].shape) != tuple(self.images.shape):
+            return  # not ours (cannot happen with a proper key); start afresh
+        dev = self.images.device
+        with torch.no_grad():
+            self.images.copy_(state["images"].to(dev))
+        self.init_images = state["init_images"].to(dev)
+        if bool(state["has_momentum"]):
+            self.opt.state[self.images]["momentum_buffer"] = state["momentum"].to(dev).clone()
+        self._resumed(state)
+
+    def save(self, next_iteration: int) -> None:
+        ck = self._checkpoint()
+        if ck is None:
+            return
+        buf = self.opt.state.get(self.images, {}).get("momentum_buffer")
+        ck.save({**self._saved(next_iteration), "has_momentum": buf is not None,
+                 "momentum": (buf if buf is not None else torch.zeros(0)).detach().cpu().clone()})
+
+    # the step ------------------------------------------------------------------
+    def step(self, loss: torch.Tensor, iteration: int, **scalars: float) -> float:
+        """Backward ``loss`` to the images, take an SGD step, record and checkpoint."""
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        return self.record(float(loss.detach()), iteration, **scalars)
+
+    def update(self, loss: float, iteration: int, **scalars: float) -> float:
+        """An SGD step with the gradients already in ``images.grad``; record and checkpoint."""
+        self.opt.step()
+        return self.record(float(loss), iteration, **scalars)
+
+    def result(self, info: dict[str, Any] | None = None) -> SyntheticSet:
+        info = self._finished(info)
         return SyntheticSet(self.images.detach().clone(), self.labels.clone(),
                             init_images=self.init_images, curve=list(self.curve), info=info)
