@@ -543,8 +543,12 @@ def _run_scheduled(cells: list[Cell], executor, suite_name: str, store: ResultSt
             # runs that need the same artifact build it once
             claims.claim(item.cell_id, label=item.label())
 
+    def busy(request: ArtifactRequest) -> bool:  # another live run holds its lease
+        holder = claims.holder(request.cell_id)
+        return holder is not None and holder.get("token") != claims.token
+
     schedule = Schedule(cells, by_cell, lambda c: _take(c, store, claims, seen, bar, elsewhere),
-                        started)
+                        started, busy)
 
     for item, result in executor.map(schedule, suite_name):
         schedule.finished(item)

@@ -6,7 +6,10 @@ the work through a :class:`Schedule` instead of wave by wave:
 
 1. a cell whose declared artifacts are all built, in the order of the cells given (the suite's,
    or longest first: :func:`longest_first`);
-2. else an artifact whose own ``needs`` are built, in the order of the first cell needing it;
+2. else an artifact whose own ``needs`` are built, in the order of the first cell needing it,
+   one that another live run is building (``busy``: it holds the artifact's lease) last: two
+   runs of one suite build different experts side by side instead of both waiting for the
+   first;
 3. else :data:`~kddbench.executor.WAIT` while something runs that the rest waits for.
 
 So no worker idles while there is work it could start (with waves, the last long artifact of a
@@ -27,12 +30,15 @@ class Schedule:
     """An iterator over ready work for ``executor.map``; call :meth:`finished` with each item the
     executor gives back.  ``take(cell) -> bool`` is asked before a cell is handed out (False:
     skip it, e.g. another run holds its claim); ``started(item)`` is told of every item handed
-    out."""
+    out; ``busy(request) -> bool`` says an artifact is being built elsewhere (handed out only
+    when no other artifact is ready: its builder then waits on the cache's lock and finds it
+    built)."""
 
     def __init__(self, cells: Sequence, requests: Mapping[str, Sequence[ArtifactRequest]],
                  take: Callable[[Any], bool] = lambda cell: True,
-                 started: Callable[[Any], None] = lambda item: None):
-        self.take, self.started = take, started
+                 started: Callable[[Any], None] = lambda item: None,
+                 busy: Callable[[ArtifactRequest], bool] = lambda request: False):
+        self.take, self.started, self.busy = take, started, busy
         self.by_id: dict[str, ArtifactRequest] = {}
         self.cell_needs: dict[str, list[str]] = {}
         order: list[str] = []
@@ -82,10 +88,12 @@ class Schedule:
             cell = self.cells.pop(i)
             if self.take(cell):
                 return cell
-        for i, rid in enumerate(self.artifacts):
-            if all(n.artifact_id in self.built for n in self.by_id[rid].needs):
-                return self.by_id[self.artifacts.pop(i)]
-        return None
+        ready = [i for i, rid in enumerate(self.artifacts)
+                 if all(n.artifact_id in self.built for n in self.by_id[rid].needs)]
+        if not ready:
+            return None
+        free = next((i for i in ready if not self.busy(self.by_id[self.artifacts[i]])), ready[0])
+        return self.by_id[self.artifacts.pop(free)]
 
     def finished(self, item) -> None:
         self.running.discard(item.cell_id)

@@ -141,6 +141,37 @@ def test_the_schedule_hands_out_what_is_ready_and_waits_for_what_runs():
     with pytest.raises(StopIteration):
         next(s)
 
+    # an artifact another live run is building goes last among those ready, not first
+    other, mine = ArtifactRequest("k", "m:other", {}), ArtifactRequest("k", "m:mine", {})
+    s = Schedule([a, c], {"a": [other], "c": [mine]}, busy=lambda req: req is other)
+    assert next(s) is mine
+    assert next(s) is other  # nothing else ready: its builder waits on the cache's lock
+    assert next(s) is WAIT
+
+
+def test_a_second_run_builds_another_artifact_than_the_one_a_live_run_builds(tmp_path, cli,
+                                                                            plugin):
+    """Two runs of one suite: the artifact whose lease a live run holds is left to it, so the
+    second run starts on the other chain (and builds the held one only when nothing else is
+    ready: here the lease's holder builds nothing, so it does)."""
+    from kddbench.store import Claims
+
+    path, log = plugin
+    suite = write_suite(tmp_path / "deps.toml", SUITE)
+    out = tmp_path / "out"
+    held = ArtifactRequest("toy_base", "toy_deps_plugin:base", {"group": 1})
+    elsewhere = Claims(out / "claims")  # another run in this process: its own token
+    assert elsewhere.claim(held.cell_id, label=held.label())
+    try:
+        code, _, err = cli("--plugin", path, "run", suite, "--out", out, "--jobs", "1",
+                           "--no-progress")
+    finally:
+        elsewhere.release_all()
+    assert code == 0, err
+    lines = log.read_text().splitlines()
+    assert lines[:4] == ["build base 0", "build derived 0", "cell 2", "cell 4"], lines
+    assert len(list((out / "records").glob("*.json"))) == 4
+
 
 def test_without_the_cache_nothing_is_built_ahead(tmp_path, cli, plugin):
     path, log = plugin

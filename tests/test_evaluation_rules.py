@@ -1,7 +1,6 @@
 """Evaluation rules (kddbench.validation): n_models, the validation split, select, the test
 curve, and tuning a declared grid on the validation split.  Toy data only."""
 import json
-from pathlib import Path
 
 import pytest
 import torch
