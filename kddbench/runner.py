@@ -18,7 +18,7 @@ from .errors import KddbenchError
 from .executor import (_WORKER, WAIT, CellJob, Executor, RunSettings,  # noqa: F401
                        executor_options)
 from .plugins import Registry, get_registry
-from .store import ResultStore
+from .store import Claims, ResultStore
 
 
 @functools.lru_cache(maxsize=1)
@@ -145,7 +145,6 @@ def execute(item, ctx, suite_name: str, env: dict[str, Any]) -> dict[str, Any]:
     """Run one work item: a cell (its record) or an :class:`~kddbench.artifacts.ArtifactRequest`
     (a small result saying whether its artifact was built)."""
     from .artifacts import ArtifactRequest, build_artifact
-    from .store import Claims
 
     if ctx.output_dir is not None:  # its checkpoints' progress, beside the run's lease on it
         ctx.progress_file = Claims(Path(ctx.output_dir) / "claims").progress_path(item.cell_id)
@@ -534,26 +533,49 @@ def _run_scheduled(cells: list[Cell], executor, suite_name: str, store: ResultSt
     by_cell = requests_of(cells, registry) if settings.use_cache else {}
     if int(getattr(executor, "workers", 1) or 1) > 1:  # one worker: suite order, same end
         cells = longest_first(cells, registry, settings.device)
-    results: dict[str, dict] = {}
+
+    # an artifact's lease is kept twice: in the report directory (what `kddbench status` lists)
+    # and in the artifact cache, which other suites sharing the artifact see too; the cache's
+    # lock is what makes runs that need the same artifact build it once, the leases only let a
+    # run start on another artifact meanwhile
+    shared = Claims(_cache_root(settings) / "claims") if by_cell else None
 
     def started(item) -> None:
         if isinstance(item, ArtifactRequest):
             bar.started(item.cell_id, item.label())
-            # a lease for `kddbench status` only: the artifact cache's lock is what makes
-            # runs that need the same artifact build it once
             claims.claim(item.cell_id, label=item.label())
+            if shared is not None:
+                shared.claim(item.cell_id, label=f"{suite_name}: {item.label()}")
 
     def busy(request: ArtifactRequest) -> bool:  # another live run holds its lease
-        holder = claims.holder(request.cell_id)
-        return holder is not None and holder.get("token") != claims.token
+        for leases in (claims, shared):
+            holder = leases.holder(request.cell_id) if leases is not None else None
+            if holder is not None and holder.get("token") != leases.token:
+                return True
+        return False
 
     schedule = Schedule(cells, by_cell, lambda c: _take(c, store, claims, seen, bar, elsewhere),
                         started, busy)
 
+    try:
+        _drain(executor, schedule, suite_name, store, claims, shared, bar, registry, on_record,
+               announce)
+    finally:
+        if shared is not None:
+            shared.release_all()
+
+
+def _drain(executor, schedule, suite_name: str, store: ResultStore, claims, shared, bar,
+           registry: Registry, on_record, announce) -> None:
+    from .artifacts import ArtifactRequest
+
+    results: dict[str, dict] = {}
     for item, result in executor.map(schedule, suite_name):
         schedule.finished(item)
         if isinstance(item, ArtifactRequest):
             claims.release(item.cell_id)
+            if shared is not None:
+                shared.release(item.cell_id)
             results[item.artifact_id] = result
             bar.finished(item.cell_id, count=False)
             if result.get("status") != "ok" and announce:
@@ -563,6 +585,12 @@ def _run_scheduled(cells: list[Cell], executor, suite_name: str, store: ResultSt
         notes = list(dict.fromkeys(w for r in schedule.needs_of(item)
                                     for w in _artifact_warnings(r, results)))
         _keep(item, result, notes, store, claims, bar, registry, on_record)
+
+
+def _cache_root(settings: RunSettings) -> Path:
+    from .store import default_cache_dir
+
+    return Path(settings.cache_dir).expanduser() if settings.cache_dir else default_cache_dir()
 
 
 def _wait_for_others(cells: list[Cell], store: ResultStore, claims, seen, bar, wait: bool,

@@ -149,18 +149,21 @@ def test_the_schedule_hands_out_what_is_ready_and_waits_for_what_runs():
     assert next(s) is WAIT
 
 
+@pytest.mark.parametrize("where", ["report", "cache"])
 def test_a_second_run_builds_another_artifact_than_the_one_a_live_run_builds(tmp_path, cli,
-                                                                            plugin):
-    """Two runs of one suite: the artifact whose lease a live run holds is left to it, so the
+                                                                            plugin, where):
+    """Two runs sharing an artifact: the one whose lease a live run holds is left to it, so the
     second run starts on the other chain (and builds the held one only when nothing else is
-    ready: here the lease's holder builds nothing, so it does)."""
+    ready: here the lease's holder builds nothing, so it does).  The lease is seen in the
+    report directory (two runs of one suite) and in the artifact cache (another suite)."""
     from kddbench.store import Claims
 
     path, log = plugin
     suite = write_suite(tmp_path / "deps.toml", SUITE)
     out = tmp_path / "out"
     held = ArtifactRequest("toy_base", "toy_deps_plugin:base", {"group": 1})
-    elsewhere = Claims(out / "claims")  # another run in this process: its own token
+    # another run in this process (its own token), of this suite or of another one
+    elsewhere = Claims(out / "claims" if where == "report" else tmp_path / "cache" / "claims")
     assert elsewhere.claim(held.cell_id, label=held.label())
     try:
         code, _, err = cli("--plugin", path, "run", suite, "--out", out, "--jobs", "1",
@@ -171,6 +174,7 @@ def test_a_second_run_builds_another_artifact_than_the_one_a_live_run_builds(tmp
     lines = log.read_text().splitlines()
     assert lines[:4] == ["build base 0", "build derived 0", "cell 2", "cell 4"], lines
     assert len(list((out / "records").glob("*.json"))) == 4
+    assert not list((tmp_path / "cache" / "claims").glob("*.lease"))  # ours, released
 
 
 def test_without_the_cache_nothing_is_built_ahead(tmp_path, cli, plugin):
