@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Iterable
 
 from .errors import UnknownNameError
-from .store import ArtifactCache, file_lock
+from .store import CHECKPOINTS, ArtifactCache, file_lock
 
 SUFFIXES = (".pt", ".json", ".lock")
 DAY_S = 86400.0
@@ -70,12 +70,13 @@ def entries(cache: ArtifactCache, only: Iterable[str] | None = None) -> list[Cac
     """Every entry of the cache (of the kinds ``only``, when given), oldest first."""
     present = kinds(cache)
     wanted = list(only) if only is not None else present
+    known = sorted({*present, CHECKPOINTS})  # the core's own kind: known with no entry yet
     for kind in wanted:
-        if kind not in present:
-            raise UnknownNameError("artifact kind", kind, present,
+        if kind not in known:
+            raise UnknownNameError("artifact kind", kind, known,
                                    note=f"cache {cache.root}")
     out: list[CacheEntry] = []
-    for kind in wanted:
+    for kind in (k for k in wanted if k in present):
         found: dict[str, CacheEntry] = {}
         for path in sorted((cache.root / "artifacts" / kind).iterdir()):
             if path.suffix not in SUFFIXES or path.name.startswith("."):

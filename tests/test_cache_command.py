@@ -93,5 +93,11 @@ def test_an_unknown_kind_is_one_line_with_a_suggestion_and_exit_2(tmp_path, cli)
 def test_an_empty_cache_says_so(tmp_path, cli):
     code, out, _ = cli("cache")
     assert code == 0 and "holds no artifacts" in out
+    # the core's checkpoints are a known kind before the first one is written
+    code, out, err = cli("cache", "--prune", "checkpoints", "--dry-run")
+    assert code == 0, err
+    assert cache_admin.entries(_cache(tmp_path), ["checkpoints"]) == []
+    code, _, err = cli("cache", "--prune", "condensd")
+    assert code == 2 and "unknown artifact kind" in err
     with pytest.raises(ValueError):
         cache_admin.prune(_cache(tmp_path), ["all"], -0.5)
