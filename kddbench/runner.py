@@ -18,7 +18,7 @@ from .errors import KddbenchError
 from .executor import (_WORKER, WAIT, CellJob, Executor, RunSettings,  # noqa: F401
                        executor_options)
 from .plugins import Registry, get_registry
-from .store import Claims, ResultStore
+from .store import ArtifactCache, Claims, ResultStore
 
 
 @functools.lru_cache(maxsize=1)
@@ -61,7 +61,6 @@ def make_context(settings: RunSettings, registry: Registry | None = None):
     import torch
 
     from .context import RunContext, default_data_root, resolve_device
-    from .store import ArtifactCache
 
     if settings.threads:
         torch.set_num_threads(settings.threads)
@@ -538,7 +537,7 @@ def _run_scheduled(cells: list[Cell], executor, suite_name: str, store: ResultSt
     # and in the artifact cache, which other suites sharing the artifact see too; the cache's
     # lock is what makes runs that need the same artifact build it once, the leases only let a
     # run start on another artifact meanwhile
-    shared = Claims(_cache_root(settings) / "claims") if by_cell else None
+    shared = Claims(ArtifactCache(settings.cache_dir).root / "claims") if by_cell else None
 
     def started(item) -> None:
         if isinstance(item, ArtifactRequest):
@@ -585,12 +584,6 @@ def _drain(executor, schedule, suite_name: str, store: ResultStore, claims, shar
         notes = list(dict.fromkeys(w for r in schedule.needs_of(item)
                                     for w in _artifact_warnings(r, results)))
         _keep(item, result, notes, store, claims, bar, registry, on_record)
-
-
-def _cache_root(settings: RunSettings) -> Path:
-    from .store import default_cache_dir
-
-    return Path(settings.cache_dir).expanduser() if settings.cache_dir else default_cache_dir()
 
 
 def _wait_for_others(cells: list[Cell], store: ResultStore, claims, seen, bar, wait: bool,
