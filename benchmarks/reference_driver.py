@@ -22,6 +22,44 @@ imports from it and the settings both sides run):
   Bilen 2021 and 2023); ours: :func:`kddbench.protocol.train`.
 * ``dd_test_pass``: one pass over ``--images`` test images, batch 256: theirs
   ``utils.epoch("test", ...)``, ours :func:`kddbench.protocol.evaluate`.
+* ``dsa_augment``: DSA (Zhao & Bilen 2021), the augmentation every DSA/DM/MTT step and
+  every evaluation epoch here applies: ``--epochs`` fresh draws on a batch of ``--images``
+  CIFAR-shaped images, forward and backward through the augmentation (the condensation
+  methods differentiate through it).  Theirs: ``utils.DiffAugment`` with ``ParamDiffAug()``,
+  strategy ``color_crop_cutout_flip_scale_rotate``; ours: the ``dsa`` augmentation plugin.
+* ``dc_match_loss``: the gradient-matching distance of DC/DSA (Zhao, Mopuri & Bilen 2021),
+  ``--epochs`` evaluations, forward and backward, on ConvNet-3's parameter gradients of a real
+  and a synthetic batch.  Theirs: ``utils.match_loss`` (``dis_metric = "ours"``); ours:
+  ``gradient_distance`` of ``kddbench_plugins.condensation.gradient_matching``.  The driver
+  also prints the relative difference of the two values (their norm product carries a
+  1e-6 that ours does not).
+* ``mtt_unroll``: one iteration of trajectory matching (Cazenavette et al. 2022), the part
+  that costs: from an expert's parameters, ``--syn-steps`` SGD steps of ConvNet-3 on the
+  ``--images`` synthetic CIFAR-shaped images (all in one batch, DSA augmentation each step),
+  the normalised parameter distance to the target, and its gradient w.r.t. the images and the
+  learned step size by plain autograd through every step.  Theirs: the mtt-distillation code
+  base's ``ReparamModule`` over its ``get_network("ConvNet", ...)`` with its ``DiffAugment``,
+  in a loop of ours that does what its ``distill.py`` does per iteration (that script keeps
+  the loop in ``main``, so there is no function of theirs to call); ours:
+  ``unroll_full`` of ``kddbench_plugins.condensation.trajectory_matching`` with our DSA.
+* ``mtt_unroll_constant``: the same iteration with our constant-memory unroll (TESLA, Cui et
+  al. 2023; ``unroll = "constant"``, the default of ``mtt``) against their plain one.
+
+* ``ddwang_iteration``: one outer iteration of Wang et al. 2018's Algorithm 1 at the MNIST
+  setting (LeNet, 10 classes, 1 distilled image per class per step, ``--syn-steps`` steps
+  repeated for ``--epochs`` epochs, a real batch of ``--images``): the unrolled descent from
+  fixed initial weights, the real batch's loss after it, and its gradient w.r.t. the distilled
+  images and the step sizes.  Theirs: ``Trainer.forward``, ``Trainer.backward`` and
+  ``Trainer.accumulate_grad`` of the dataset-distillation code base on its ``LeNet``; ours:
+  ``unroll`` and ``backward_real_loss`` of ``kddbench_plugins.condensation.meta_learning``.
+
+For ``dc_match_loss``, ``ddwang_iteration`` and the two ``mtt`` workloads the driver first checks that both sides
+compute the same thing and prints the relative differences (``agreement``).  For ``ddwang``:
+from the same weights, images, step sizes and real batch, the loss and the gradients of the
+images and the step sizes.  For ``mtt``:
+with augmentation off, from the same parameters and images, the loss and the image gradient
+(both networks have the same layers in the same order, so one flat parameter vector serves
+both).
 
 Printed: the median and best seconds of each side and ours' speed-up (their time / ours,
 median of the per-round ratios and ratio of the best), with threads, device and load average.
@@ -62,6 +100,20 @@ DATASET_CONDENSATION = Reference(
     "306245d074cca5524694a8a83ca0797a6e85dfc8", "utils",
     "Zhao, Mopuri & Bilen 2021, 'Dataset Condensation with Gradient Matching'; Zhao & Bilen "
     "2021 (DSA) and 2023 (DM)")
+
+
+MTT = Reference(
+    "mtt-distillation", "https://github.com/GeorgeCazenavette/mtt-distillation.git",
+    "50dccea47ba48b9cfb3b9c59375d7da92e4e603b", "utils",
+    "Cazenavette, Wang, Torralba, Efros & Zhu 2022, 'Dataset Distillation by Matching "
+    "Training Trajectories'; its utils.py imports kornia, scipy and tqdm")
+
+
+DDWANG = Reference(
+    "dataset-distillation", "https://github.com/SsnL/dataset-distillation.git",
+    "24e6958cf23bc98de20a7b2714fc76fa7d38b874", "train_distilled_image",
+    "Wang, Zhu, Torralba & Efros 2018, 'Dataset Distillation'; its modules import matplotlib, "
+    "six, tqdm and pillow")
 
 
 @dataclass(frozen=True)
@@ -150,6 +202,221 @@ def _dd_test_setup(ref, s):
     return st
 
 
+DSA_STRATEGY = "color_crop_cutout_flip_scale_rotate"  # the reference code bases' default
+
+
+# -- the condensation methods' parts: DSA augmentation, the gradient-matching distance -------
+def _dsa_setup(ref, s):
+    import torch
+
+    from kddbench_plugins.augmentations.dsa import dsa
+
+    x, _ = _dd_tensors(s)
+    return SimpleNamespace(ref=ref, s=s, x=x.requires_grad_(True), ours=dsa(None),
+                           param=ref.ParamDiffAug(),
+                           gen=torch.Generator(s.device).manual_seed(3))
+
+
+def _dsa_ours(st):
+    for _ in range(st.s.epochs):
+        st.ours(st.x, st.gen).square().mean().backward()
+
+
+def _dsa_theirs(st):
+    for _ in range(st.s.epochs):
+        st.ref.DiffAugment(st.x, DSA_STRATEGY, seed=-1, param=st.param).square().mean() \
+            .backward()
+
+
+def _match_setup(ref, s):
+    import torch
+    import torch.nn.functional as F
+
+    from kddbench_plugins.condensation.gradient_matching import gradient_distance
+
+    x, y = _dd_tensors(s)
+    net = _our_convnet(s)
+    params = list(net.parameters())
+    half = max(1, x.shape[0] // 2)
+    real = torch.autograd.grad(F.cross_entropy(net(x[:half]), y[:half]), params)
+    syn = [g.detach().clone().requires_grad_(True) for g in torch.autograd.grad(
+        F.cross_entropy(net(x[half:] if x.shape[0] > 1 else x), y[half:] if x.shape[0] > 1
+                        else y), params)]
+    st = SimpleNamespace(ref=ref, s=s, real=[g.detach() for g in real], syn=syn,
+                         ours=gradient_distance, args=_their_args(s))
+    ours = float(gradient_distance(st.real, syn).detach())
+    theirs = float(ref.match_loss(syn, st.real, st.args).detach())
+    st.agreement = {"distance_ours": ours, "distance_theirs": theirs,
+                    "distance_rel_diff": abs(ours - theirs) / max(abs(theirs), 1e-30)}
+    return st
+
+
+def _match_ours(st):
+    for _ in range(st.s.epochs):
+        st.ours(st.real, st.syn).backward()
+
+
+def _match_theirs(st):
+    for _ in range(st.s.epochs):
+        st.ref.match_loss(st.syn, st.real, st.args).backward()
+
+
+# -- trajectory matching: one iteration's unroll -------------------------------------------
+def _mtt_setup(ref, s):
+    import torch
+
+    from kddbench_plugins.augmentations.dsa import dsa
+    from kddbench_plugins.condensation import trajectory_matching as tm
+
+    reparam = importlib.import_module("reparam_module")
+    x, y = _dd_tensors(s)
+    ours = tm.FlatNet(_our_convnet(s))
+    theirs = reparam.ReparamModule(ref.get_network("ConvNet", 3, 10, (32, 32), dist=False)
+                                   .to(s.device))
+    theirs_shapes = [tuple(p) for p in theirs._param_shapes]
+    if theirs_shapes != [tuple(p) for p in ours.shapes]:
+        raise DriverError("their ConvNet's parameters differ from ours in shape or order; "
+                          "this workload needs the same network on both sides")
+    g = torch.Generator().manual_seed(1)
+    start = ours.flat().to(s.device)
+    target = start + 0.01 * torch.randn(start.shape, generator=g).to(s.device)
+    st = SimpleNamespace(ref=ref, s=s, tm=tm, ours=ours, theirs=theirs, start=start,
+                         target=target, y=y, images=x.clone().requires_grad_(True),
+                         lr=torch.tensor(0.01, device=s.device, requires_grad=True),
+                         aug=dsa(None), param=ref.ParamDiffAug(), gen=torch.Generator(
+                             s.device).manual_seed(2))
+    st.agreement = _mtt_agreement(st)
+    return st
+
+
+def _mtt_ours(st, unroll="full", aug=True):
+    steps = st.tm.plan_steps(st.images.shape[0], st.s.syn_steps, 0, st.gen, st.images.device)
+    run = st.tm.unroll_full if unroll == "full" else st.tm.unroll_constant
+    out = run(st.ours, st.start, st.target, st.images, st.y, st.lr, steps,
+              st.aug if aug else None)
+    return out.loss, out.image_grad
+
+
+def _mtt_theirs(st, aug=True):
+    """What their distill.py does in one iteration (batch_syn = all images, no texture, one
+    process), written here around their ReparamModule and DiffAugment."""
+    import torch
+    import torch.nn.functional as F
+
+    params = [st.start.clone().requires_grad_(True)]
+    for _ in range(st.s.syn_steps):
+        idx = torch.randperm(st.images.shape[0])  # their batch: a fresh permutation
+        x, y = st.images[idx], st.y[idx]
+        if aug:
+            x = st.ref.DiffAugment(x, DSA_STRATEGY, param=st.param)
+        ce = F.cross_entropy(st.theirs(x, flat_param=params[-1]), y)
+        (grad,) = torch.autograd.grad(ce, params[-1], create_graph=True)
+        params.append(params[-1] - st.lr * grad)
+    n = params[0].numel()
+    loss = (F.mse_loss(params[-1], st.target, reduction="sum") / n) \
+        / (F.mse_loss(st.start, st.target, reduction="sum") / n)
+    st.images.grad, st.lr.grad = None, None
+    loss.backward()
+    return float(loss.detach()), st.images.grad.detach().clone()
+
+
+def _mtt_agreement(st) -> dict:
+    """Relative differences of ours and theirs, augmentation off, same start and images."""
+    loss_o, grad_o = _mtt_ours(st, "full", aug=False)
+    loss_c, grad_c = _mtt_ours(st, "constant", aug=False)
+    loss_t, grad_t = _mtt_theirs(st, aug=False)
+
+    def rel(a, b):
+        return float((a - b).norm() / b.norm().clamp_min(1e-30))
+
+    return {"loss_ours_full": loss_o, "loss_ours_constant": loss_c, "loss_theirs": loss_t,
+            "loss_rel_diff_full": abs(loss_o - loss_t) / max(abs(loss_t), 1e-30),
+            "loss_rel_diff_constant": abs(loss_c - loss_t) / max(abs(loss_t), 1e-30),
+            "image_grad_rel_diff_full": rel(grad_o, grad_t),
+            "image_grad_rel_diff_constant": rel(grad_c, grad_t)}
+
+
+# -- Wang et al. 2018: one outer iteration -----------------------------------------------------
+def _ddwang_setup(ref, s):
+    import torch
+
+    from kddbench.plugins import get_registry
+    from kddbench.protocol import seeded
+    from kddbench_plugins.condensation import meta_learning as ml
+
+    nets = importlib.import_module("networks")
+    classes, steps, dev = 10, s.syn_steps, torch.device(s.device)
+    state = SimpleNamespace(  # the fields their Trainer and LeNet read
+        distill_steps=steps, distill_epochs=s.epochs, num_classes=classes,
+        distilled_images_per_class_per_step=1, distill_lr=0.02, lr=0.01, device=dev, nc=1,
+        input_size=28, distributed=False, decay_epochs=40, decay_factor=0.5, dropout=False,
+        mode="distill_basic")
+    spec = get_registry().get("architecture", "lenet")
+    with seeded(0):
+        ours = spec.load()(1, classes, (28, 28), **spec.resolve_options(None)).to(dev)
+    theirs = nets.LeNet(state)
+    if [tuple(x) for x in theirs._weights_shapes] != [tuple(p.shape) for p in ours.parameters()]:
+        raise DriverError("their LeNet's parameters differ from ours in shape or order; this "
+                          "workload needs the same network on both sides")
+    w0 = {n: p.detach().clone() for n, p in ours.named_parameters()}
+    flat0 = torch.cat([t.reshape(-1) for t in w0.values()])
+    trainer = ref.Trainer(state, [theirs])
+    g = torch.Generator().manual_seed(0)
+    images = torch.randn(classes * steps, 1, 28, 28, generator=g).to(dev)  # class-ordered
+    with torch.no_grad():  # their step i holds image i of every class, in class order
+        for i, d in enumerate(trainer.data):
+            d.copy_(images.view(classes, steps, 1, 28, 28)[:, i])
+    x_real = torch.randn(s.images, 1, 28, 28, generator=g).to(dev)
+    y_real = torch.randint(0, classes, (s.images,), generator=g).to(dev)
+    raw = torch.full((s.epochs * steps,), ml.raw_step_size(0.02), device=dev)
+    st = SimpleNamespace(ref=ref, s=s, ml=ml, net=ours, w0=w0, flat0=flat0, trainer=trainer,
+                         images=images.requires_grad_(True), raw=raw.requires_grad_(True),
+                         labels=torch.arange(classes, device=dev).repeat_interleave(steps),
+                         groups=ml.step_groups(classes, steps, steps, dev), x_real=x_real,
+                         y_real=y_real, classes=classes)
+    st.agreement = _ddwang_agreement(st)
+    return st
+
+
+def _ddwang_ours(st):
+    import torch.nn.functional as F
+
+    w0 = {n: t.clone().requires_grad_(True) for n, t in st.w0.items()}
+    plan = st.ml.schedule(st.images, st.labels, st.groups, F.softplus(st.raw), st.s.epochs)
+    w = st.ml.unroll(st.net, w0, plan, create_graph=True)
+    st.images.grad, st.raw.grad = None, None
+    loss = st.ml.backward_real_loss(st.net, w, st.x_real, st.y_real)
+    return loss, st.images.grad, st.raw.grad
+
+
+def _ddwang_theirs(st):
+    import torch
+
+    t = st.trainer
+    for p in t.params:
+        p.grad.zero_()
+    model = t.models[0]
+    with torch.no_grad():  # fixed initial weights, as ours
+        model.get_param().copy_(st.flat0)
+    steps = t.get_steps()
+    loss, saved = t.forward(model, st.x_real, st.y_real, steps)
+    t.accumulate_grad([t.backward(model, st.x_real, st.y_real, steps, saved)])
+    image_grad = torch.stack([d.grad for d in t.data], 1).reshape(st.images.shape)
+    return float(loss.detach()), image_grad, t.raw_distill_lrs.grad.reshape(-1)
+
+
+def _ddwang_agreement(st) -> dict:
+    loss_o, img_o, lr_o = _ddwang_ours(st)
+    loss_t, img_t, lr_t = _ddwang_theirs(st)
+
+    def rel(a, b):
+        return float((a - b).norm() / b.norm().clamp_min(1e-30))
+
+    return {"loss_ours": loss_o, "loss_theirs": loss_t,
+            "loss_rel_diff": abs(loss_o - loss_t) / max(abs(loss_t), 1e-30),
+            "image_grad_rel_diff": rel(img_o, img_t), "step_size_grad_rel_diff": rel(lr_o, lr_t)}
+
+
 WORKLOADS = {w.name: w for w in (
     Workload("dd_eval_train", DATASET_CONDENSATION,
              "evaluation training: ConvNet-3 on N CIFAR-shaped images, batch 256, SGD 0.01, "
@@ -158,6 +425,25 @@ WORKLOADS = {w.name: w for w in (
     Workload("dd_test_pass", DATASET_CONDENSATION,
              "one test pass of ConvNet-3 over N CIFAR-shaped images, batch 256",
              _dd_test_setup, _dd_test_ours, _dd_test_theirs, {"images": 2000, "epochs": 0}),
+    Workload("dsa_augment", DATASET_CONDENSATION,
+             "DSA augmentation, forward and backward: E draws on a batch of N CIFAR-shaped "
+             "images", _dsa_setup, _dsa_ours, _dsa_theirs, {"images": 256, "epochs": 10}),
+    Workload("dc_match_loss", DATASET_CONDENSATION,
+             "the gradient-matching distance on ConvNet-3's gradients, forward and backward, "
+             "E times", _match_setup, _match_ours, _match_theirs,
+             {"images": 256, "epochs": 20}),
+    Workload("ddwang_iteration", DDWANG,
+             "one outer iteration of Wang et al. 2018 (MNIST, LeNet, 10 images per step, S "
+             "steps x E epochs, a real batch of N)", _ddwang_setup, _ddwang_ours,
+             _ddwang_theirs, {"images": 1024, "epochs": 3, "syn_steps": 10}),
+    Workload("mtt_unroll", MTT,
+             "one MTT iteration, plain unroll: S synthetic steps of ConvNet-3 on N CIFAR-shaped "
+             "images with DSA, the matching loss and its gradient",
+             _mtt_setup, _mtt_ours, _mtt_theirs, {"images": 100, "epochs": 0, "syn_steps": 10}),
+    Workload("mtt_unroll_constant", MTT,
+             "the same iteration, ours with the constant-memory unroll, theirs plain",
+             _mtt_setup, lambda st: _mtt_ours(st, "constant"), _mtt_theirs,
+             {"images": 100, "epochs": 0, "syn_steps": 10}),
 )}
 
 
@@ -231,23 +517,30 @@ def measure(workload: Workload, module, settings, rounds: int) -> dict:
     return {"workload": workload.name, "reference": workload.reference.name,
             "reference_commit": workload.reference.commit, "device": str(dev),
             "threads": torch.get_num_threads(), "rounds": rounds,
+            "dtype": str(torch.get_default_dtype()).replace("torch.", ""),
             "images": settings.images, "epochs": settings.epochs,
             "load_avg_1min": [load, os.getloadavg()[0]],
             "ours_s": {"median": statistics.median(ours), "best": min(ours)},
             "theirs_s": {"median": statistics.median(theirs), "best": min(theirs)},
-            "speedup_median": statistics.median(ratios), "speedup_best": min(theirs) / min(ours)}
+            "speedup_median": statistics.median(ratios), "speedup_best": min(theirs) / min(ours),
+            **({"syn_steps": settings.syn_steps} if settings.syn_steps else {}),
+            **({"agreement": state.agreement} if hasattr(state, "agreement") else {})}
 
 
 def table(r: dict) -> str:
+    agree = [f"agreement of ours and theirs, {k}: {v:.3g}"
+             for k, v in r.get("agreement", {}).items() if "rel_diff" in k]
+    steps = f", {r['syn_steps']} synthetic steps" if r.get("syn_steps") else ""
     return "\n".join([
         f"{r['workload']}: ours vs {r['reference']}@{r['reference_commit'][:12]}, "
-        f"{r['images']} images, {r['epochs']} epochs, device {r['device']}, {r['threads']} "
+        f"{r['images']} images, {r['epochs']} epochs{steps}, device {r['device']}, "
+        f"{r.get('dtype', 'float32')}, {r['threads']} "
         f"thread(s), {r['rounds']} alternating rounds, load average "
         f"{r['load_avg_1min'][0]:.1f} -> {r['load_avg_1min'][1]:.1f}",
         f"ours:   median {r['ours_s']['median']:.3f} s, best {r['ours_s']['best']:.3f} s",
         f"theirs: median {r['theirs_s']['median']:.3f} s, best {r['theirs_s']['best']:.3f} s",
         f"our speed-up (their time / ours): median {r['speedup_median']:.2f}x, best "
-        f"{r['speedup_best']:.2f}x"])
+        f"{r['speedup_best']:.2f}x", *agree])
 
 
 def parse(argv=None) -> argparse.Namespace:
@@ -265,8 +558,13 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--images", type=int, help="images (default: the workload's)")
     p.add_argument("--epochs", type=int, help="epochs (default: the workload's)")
+    p.add_argument("--syn-steps", type=int,
+                   help="synthetic steps per iteration, mtt workloads (default: the workload's)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (0: torch's default)")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float32",
+                   help="both sides' tensors and networks (float64: to tell a real difference "
+                        "in the agreement check from float32 rounding)")
     p.add_argument("--json", type=Path, help="also write the result to this file")
     p.add_argument("--dry-run", action="store_true",
                    help="check the arguments and the reference's import, time nothing")
@@ -293,9 +591,12 @@ def main(argv=None) -> int:
         w = WORKLOADS[a.workload]
         settings = SimpleNamespace(images=a.images or w.defaults.get("images", 500),
                                    epochs=a.epochs if a.epochs is not None
-                                   else w.defaults.get("epochs", 1), device=a.device)
+                                   else w.defaults.get("epochs", 1), device=a.device,
+                                   syn_steps=a.syn_steps or w.defaults.get("syn_steps", 0))
         if settings.images < 1 or settings.epochs < 0:
             raise DriverError("--images must be >= 1 and --epochs >= 0")
+        if a.syn_steps is not None and a.syn_steps < 1:
+            raise DriverError(f"--syn-steps must be at least 1, not {a.syn_steps}")
         path = a.reference if a.reference else fetch(w.reference, a.cache or default_cache())
         module = load_reference(w.reference, path)
         if a.dry_run:
@@ -307,6 +608,8 @@ def main(argv=None) -> int:
 
         if a.threads:
             torch.set_num_threads(a.threads)
+        if a.dtype == "float64":
+            torch.set_default_dtype(torch.float64)
         result = measure(w, module, settings, a.rounds)
     except DriverError as exc:
         print(f"Error: {exc}", file=sys.stderr)

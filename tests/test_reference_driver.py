@@ -46,6 +46,22 @@ def epoch(mode, dataloader, net, optimizer, criterion, args, aug):
             optimizer.zero_grad(); loss.backward(); optimizer.step()
     return 0.0, 0.0
 
+class ParamDiffAug:
+    pass
+
+def DiffAugment(x, strategy="", seed=-1, param=None):
+    CALLS.append("augment")
+    return x.flip(3)
+
+def match_loss(gw_syn, gw_real, args):
+    CALLS.append("match")
+    total = 0.0
+    for r, s in zip(gw_real, gw_syn):
+        if r.dim() > 1:
+            r, s = r.reshape(r.shape[0], -1), s.reshape(s.shape[0], -1)
+            total = total + (1 - (r * s).sum(1) / (r.norm(dim=1) * s.norm(dim=1) + 1e-6)).sum()
+    return total
+
 CALLS = []
 '''
 
@@ -138,3 +154,203 @@ def test_a_tiny_interleaved_run_against_a_stand_in(driver, stand_in, capsys, tmp
     result = json.loads(out.read_text())
     assert result["rounds"] == 2 and result["ours_s"]["best"] > 0
     assert sys.modules["utils"].CALLS == [mode] * 3  # warm-up + 2 rounds
+
+
+@pytest.mark.parametrize("workload, call", [("dsa_augment", "augment"),
+                                            ("dc_match_loss", "match")])
+def test_the_condensation_parts_against_a_stand_in(driver, stand_in, capsys, tmp_path,
+                                                   workload, call):
+    out = tmp_path / "r.json"
+    assert driver.main([workload, "--reference", str(stand_in), "--images", "4", "--epochs",
+                        "2", "--rounds", "1", "--json", str(out)]) == 0
+    capsys.readouterr()
+    result = json.loads(out.read_text())
+    calls = sys.modules["utils"].CALLS
+    if workload == "dc_match_loss":  # the same distance on both sides, up to the 1e-6
+        assert result["agreement"]["distance_rel_diff"] < 1e-4
+        calls = calls[1:]  # the agreement check's own call
+    assert calls == [call] * 4  # (warm-up + 1 round) x 2 epochs
+
+
+MTT_STAND_IN = '''
+import torch
+from torch import nn
+
+def get_network(model, channel, num_classes, im_size=(32, 32), dist=True):
+    assert model == "ConvNet" and not dist
+    layers, c = [], channel
+    for _ in range(WIDTHS):
+        layers += [nn.Conv2d(c, 128, 3, padding=1), nn.GroupNorm(128, 128), nn.ReLU(),
+                   nn.AvgPool2d(2)]
+        c = 128
+    side = im_size[0] // 2 ** WIDTHS
+    return nn.Sequential(*layers, nn.Flatten(), nn.Linear(128 * side * side, num_classes))
+
+class ParamDiffAug:
+    pass
+
+def DiffAugment(x, strategy="", seed=-1, param=None):
+    CALLS.append(strategy)
+    return x
+
+CALLS = []
+WIDTHS = 3
+'''
+
+REPARAM_STAND_IN = '''
+import torch
+
+class ReparamModule(torch.nn.Module):
+    def __init__(self, module):
+        super().__init__()
+        self.module = module
+        named = list(module.named_parameters())
+        self._names = [n for n, _ in named]
+        self._param_shapes = [p.shape for _, p in named]
+    def forward(self, x, flat_param=None):
+        sizes = [s.numel() for s in self._param_shapes]
+        views = [t.view(s) for t, s in zip(flat_param.split(sizes), self._param_shapes)]
+        return torch.func.functional_call(self.module, dict(zip(self._names, views)), (x,))
+'''
+
+
+@pytest.fixture
+def mtt_stand_in(tmp_path):
+    (tmp_path / "utils.py").write_text(MTT_STAND_IN)
+    (tmp_path / "reparam_module.py").write_text(REPARAM_STAND_IN)
+    yield tmp_path
+    for name in ("utils", "reparam_module"):
+        sys.modules.pop(name, None)
+    if str(tmp_path.resolve()) in sys.path:
+        sys.path.remove(str(tmp_path.resolve()))
+
+
+@pytest.mark.parametrize("workload", ["mtt_unroll", "mtt_unroll_constant"])
+def test_mtt_workloads_check_agreement_then_time(driver, mtt_stand_in, capsys, tmp_path,
+                                                  workload):
+    out = tmp_path / "r.json"
+    assert driver.main([workload, "--reference", str(mtt_stand_in), "--images", "4",
+                        "--syn-steps", "2", "--rounds", "1", "--json", str(out)]) == 0
+    assert "agreement of ours and theirs" in capsys.readouterr().out
+    result = json.loads(out.read_text())
+    assert result["syn_steps"] == 2
+    agreement = result["agreement"]
+    # the same network and parameters on both sides: the same loss and image gradient
+    assert agreement["loss_rel_diff_full"] < 1e-5
+    assert agreement["image_grad_rel_diff_constant"] < 1e-3
+    # DSA on their side in the timed calls (warm-up + 1 round), none in the check
+    assert sys.modules["utils"].CALLS == ["color_crop_cutout_flip_scale_rotate"] * 4
+
+
+def test_mtt_workload_refuses_a_different_network(driver, mtt_stand_in, capsys):
+    text = (mtt_stand_in / "utils.py").read_text().replace("WIDTHS = 3", "WIDTHS = 2")
+    (mtt_stand_in / "utils.py").write_text(text)
+    assert driver.main(["mtt_unroll", "--reference", str(mtt_stand_in), "--images", "2",
+                        "--syn-steps", "1", "--rounds", "1"]) == 2
+    assert "differ from ours" in _err(capsys)
+
+
+def test_syn_steps_must_be_positive(driver, mtt_stand_in, capsys):
+    assert driver.main(["mtt_unroll", "--reference", str(mtt_stand_in), "--syn-steps",
+                        "0"]) == 2
+    assert "--syn-steps" in _err(capsys)
+
+
+DDWANG_NETWORKS = '''
+import torch
+from torch import nn
+
+class LeNet(nn.Module):
+    def __init__(self, state):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+            nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(),
+            nn.Linear(84, state.num_classes * WIDE))
+        named = list(self.net.named_parameters())
+        self._names = [n for n, _ in named]
+        self._weights_shapes = [p.shape for _, p in named]
+        self.flat_w = nn.Parameter(torch.cat([p.detach().reshape(-1) for _, p in named]))
+    def get_param(self):
+        return self.flat_w
+    def forward_with_param(self, x, w):
+        sizes = [s.numel() for s in self._weights_shapes]
+        views = [t.view(s) for t, s in zip(w.split(sizes), self._weights_shapes)]
+        return torch.func.functional_call(self.net, dict(zip(self._names, views)), (x,))
+
+WIDE = 1
+'''
+
+DDWANG_TRAINER = '''
+import torch
+import torch.nn.functional as F
+
+class Trainer:
+    """Plain autograd through the unrolled steps (the real one saves memory by hand)."""
+    def __init__(self, state, models):
+        self.state, self.models = state, models
+        n = state.num_classes
+        self.data = [torch.randn(n, 1, 28, 28, requires_grad=True)
+                     for _ in range(state.distill_steps)]
+        self.labels = [torch.arange(n) for _ in range(state.distill_steps)]
+        T = state.distill_steps * state.distill_epochs
+        self.raw_distill_lrs = torch.full((T, 1), state.distill_lr).expm1().log() \\
+            .requires_grad_()
+        self.params = self.data + [self.raw_distill_lrs]
+        for p in self.params:
+            p.grad = torch.zeros_like(p)
+    def get_steps(self):
+        lrs = F.softplus(self.raw_distill_lrs).unbind()
+        pairs = [p for _ in range(self.state.distill_epochs) for p in zip(self.data, self.labels)]
+        return [(d, l, lr) for (d, l), lr in zip(pairs, lrs)]
+    def forward(self, model, rdata, rlabel, steps):
+        w = model.get_param()
+        for d, l, lr in steps:
+            (g,) = torch.autograd.grad(F.cross_entropy(model.forward_with_param(d, w), l), w,
+                                       create_graph=True)
+            w = w - lr.squeeze() * g
+        loss = F.cross_entropy(model.forward_with_param(rdata, w), rlabel)
+        return loss, loss
+    def backward(self, model, rdata, rlabel, steps, saved):
+        CALLS.append("backward")
+        return torch.autograd.grad(saved, self.params)
+    def accumulate_grad(self, grad_infos):
+        for grads in grad_infos:
+            for p, g in zip(self.params, grads):
+                p.grad.add_(g)
+
+CALLS = []
+'''
+
+
+@pytest.fixture
+def ddwang_stand_in(tmp_path):
+    (tmp_path / "networks.py").write_text(DDWANG_NETWORKS)
+    (tmp_path / "train_distilled_image.py").write_text(DDWANG_TRAINER)
+    yield tmp_path
+    for name in ("networks", "train_distilled_image"):
+        sys.modules.pop(name, None)
+    if str(tmp_path.resolve()) in sys.path:
+        sys.path.remove(str(tmp_path.resolve()))
+
+
+def test_ddwang_workload_checks_agreement_then_times(driver, ddwang_stand_in, capsys, tmp_path):
+    out = tmp_path / "r.json"
+    assert driver.main(["ddwang_iteration", "--reference", str(ddwang_stand_in), "--images",
+                        "16", "--epochs", "1", "--syn-steps", "2", "--rounds", "1", "--json",
+                        str(out)]) == 0
+    capsys.readouterr()
+    agreement = json.loads(out.read_text())["agreement"]
+    assert agreement["loss_rel_diff"] < 1e-5
+    assert agreement["image_grad_rel_diff"] < 1e-4
+    assert agreement["step_size_grad_rel_diff"] < 1e-4
+    assert sys.modules["train_distilled_image"].CALLS == ["backward"] * 3  # check, warm-up, 1
+
+
+def test_ddwang_workload_refuses_a_different_network(driver, ddwang_stand_in, capsys):
+    text = (ddwang_stand_in / "networks.py").read_text().replace("WIDE = 1", "WIDE = 2")
+    (ddwang_stand_in / "networks.py").write_text(text)
+    assert driver.main(["ddwang_iteration", "--reference", str(ddwang_stand_in), "--images",
+                        "4", "--epochs", "1", "--syn-steps", "1", "--rounds", "1"]) == 2
+    assert "differ from ours" in _err(capsys)
