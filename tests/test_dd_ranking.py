@@ -129,3 +129,12 @@ def test_the_scores_exponent_takes_fractions_not_percentage_points():
     assert s["hlr"] == pytest.approx(30.0) and s["ior"] == pytest.approx(5.0)
     assert s["lrs"] == pytest.approx(21.89, abs=0.01)
     assert 0.0 < s["ars"] < 100.0
+
+
+def test_a_set_scored_against_a_float32_copy_of_itself_has_no_improvement():
+    # the random subset's shared run came back from a float32 tensor: 57.34 -> 57.34000015
+    acc = dict(real_hard=89.85, syn_hard=57.34, syn_any=57.34, rdm_any=57.34000015258789,
+               syn_naug=56.53, rdm_naug=56.53000259399414)
+    out = scores(acc)
+    assert out["ior"] == 0.0 and f"{out['ior']:.2f}" == "0.00"
+    assert out["ars"] == normalised_score(0.0)

@@ -64,7 +64,10 @@ def normalised_score(x: float) -> float:
 def scores(acc: Mapping[str, float], w: float = 0.5, g: float = 0.5) -> dict[str, float]:
     """HLR, IOR, LRS, ARS from accuracies in % (keys real_hard, syn_hard, syn_any, rdm_any,
     syn_naug, rdm_naug; syn_any/rdm_any are the augmented ones)."""
-    f = {k: v / 100.0 for k, v in acc.items()}
+    # 4 decimals of a percentage: an accuracy is a ratio of counts, exact at that precision
+    # for test sets of up to a million images, while a run stored as float32 carries up to
+    # ~4e-6 of rounding (so random against itself scores exactly 0)
+    f = {k: round(v, 4) / 100.0 for k, v in acc.items()}
     hlr = f["real_hard"] - f["syn_hard"]
     ior = f["syn_any"] - f["rdm_any"]
     beta = g * (f["syn_any"] - f["rdm_any"]) + (1 - g) * (f["syn_naug"] - f["rdm_naug"])
@@ -98,8 +101,8 @@ def _shared(ctx, cell, data, what: str, recipe: Recipe, build) -> float:
            "seed": cell.seed}
     import torch
 
-    stored = ctx.artifacts.get_or_build("dd_ranking", key,
-                                        lambda: {"accuracy": torch.tensor(build())})
+    stored = ctx.artifacts.get_or_build(
+        "dd_ranking", key, lambda: {"accuracy": torch.tensor(build(), dtype=torch.float64)})
     return float(stored["accuracy"])
 
 
