@@ -447,6 +447,9 @@ WORKLOADS = {w.name: w for w in (
 )}
 
 
+_CHECKED = (_match_setup, _ddwang_setup, _mtt_setup)  # the setups that check agreement
+
+
 # -- getting the reference ---------------------------------------------------------------------
 def default_cache() -> Path:
     return Path(os.environ.get("KDDBENCH_CACHE", Path.home() / ".cache" / "kddbench")) \
@@ -527,6 +530,23 @@ def measure(workload: Workload, module, settings, rounds: int) -> dict:
             **({"agreement": state.agreement} if hasattr(state, "agreement") else {})}
 
 
+def check(workload: Workload, module, settings) -> dict:
+    """The agreement check alone (it runs in the workload's setup)."""
+    import torch
+
+    state = workload.setup(module, settings)
+    if not hasattr(state, "agreement"):
+        known = [w.name for w in WORKLOADS.values() if w.setup in _CHECKED]
+        raise DriverError(f"{workload.name} has no agreement check (those with one: "
+                          f"{', '.join(known)})")
+    return {"workload": workload.name, "reference": workload.reference.name,
+            "reference_commit": workload.reference.commit, "device": settings.device,
+            "dtype": str(torch.get_default_dtype()).replace("torch.", ""),
+            "images": settings.images, "epochs": settings.epochs,
+            **({"syn_steps": settings.syn_steps} if settings.syn_steps else {}),
+            "agreement": state.agreement}
+
+
 def table(r: dict) -> str:
     agree = [f"agreement of ours and theirs, {k}: {v:.3g}"
              for k, v in r.get("agreement", {}).items() if "rel_diff" in k]
@@ -566,6 +586,10 @@ def parse(argv=None) -> argparse.Namespace:
                    help="both sides' tensors and networks (float64: to tell a real difference "
                         "in the agreement check from float32 rounding)")
     p.add_argument("--json", type=Path, help="also write the result to this file")
+    p.add_argument("--check-only", action="store_true",
+                   help="only the agreement check of a workload that has one, no timing "
+                        "(with --dtype float64 where the reference's augmentation is float32 "
+                        "only, as mtt-distillation's DiffAugment)")
     p.add_argument("--dry-run", action="store_true",
                    help="check the arguments and the reference's import, time nothing")
     return p.parse_args(argv)
@@ -608,13 +632,22 @@ def main(argv=None) -> int:
 
         if a.threads:
             torch.set_num_threads(a.threads)
-        if a.dtype == "float64":
-            torch.set_default_dtype(torch.float64)
-        result = measure(w, module, settings, a.rounds)
+        before = torch.get_default_dtype()
+        torch.set_default_dtype(torch.float64 if a.dtype == "float64" else torch.float32)
+        try:
+            if a.check_only:
+                result = check(w, module, settings)
+            else:
+                result = measure(w, module, settings, a.rounds)
+        finally:  # a caller in the same process (the tests) keeps its own
+            torch.set_default_dtype(before)
     except DriverError as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return EXIT_INVALID
-    print(table(result))
+    print(table(result) if not a.check_only else "\n".join(
+        [f"{w.name}: agreement check only, {result['dtype']}, augmentation off"]
+        + [f"agreement of ours and theirs, {k}: {v:.3g}"
+           for k, v in result["agreement"].items() if "rel_diff" in k]))
     if a.json:
         import json
 

@@ -354,3 +354,24 @@ def test_ddwang_workload_refuses_a_different_network(driver, ddwang_stand_in, ca
     assert driver.main(["ddwang_iteration", "--reference", str(ddwang_stand_in), "--images",
                         "4", "--epochs", "1", "--syn-steps", "1", "--rounds", "1"]) == 2
     assert "differ from ours" in _err(capsys)
+
+
+def test_check_only_runs_the_agreement_check_and_times_nothing(driver, mtt_stand_in, capsys,
+                                                              tmp_path):
+    out = tmp_path / "r.json"
+    assert driver.main(["mtt_unroll", "--reference", str(mtt_stand_in), "--images", "4",
+                        "--syn-steps", "2", "--check-only", "--dtype", "float64", "--json",
+                        str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["dtype"] == "float64" and "ours_s" not in result
+    assert result["agreement"]["image_grad_rel_diff_full"] < 1e-12  # float64: exact
+    assert sys.modules["utils"].CALLS == []  # no timed call, so no augmentation
+    import torch
+
+    assert torch.get_default_dtype() == torch.float32  # restored for the rest of the process
+
+
+def test_check_only_on_a_workload_without_a_check_fails(driver, stand_in, capsys):
+    assert driver.main(["dd_eval_train", "--reference", str(stand_in), "--images", "4",
+                        "--epochs", "1", "--check-only"]) == 2
+    assert "no agreement check" in _err(capsys)
