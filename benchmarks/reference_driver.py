@@ -53,7 +53,16 @@ imports from it and the settings both sides run):
   ``Trainer.accumulate_grad`` of the dataset-distillation code base on its ``LeNet``; ours:
   ``unroll`` and ``backward_real_loss`` of ``kddbench_plugins.condensation.meta_learning``.
 
-For ``dc_match_loss``, ``ddwang_iteration`` and the two ``mtt`` workloads the driver first checks that both sides
+* ``kd_losses``: four knowledge-distillation losses, forward and backward, ``--epochs`` times,
+  on a batch of ``--images``: Hinton et al. 2015's tempered KL (T 4) and decoupled KD (Zhao et
+  al. 2022; alpha 1, beta 8, T 4) on 100-class logits, attention transfer (Zagoruyko &
+  Komodakis 2017; p 2) on (N, 64, 8, 8) features and relational KD (Park et al. 2019;
+  distance 25, angle 50) on a 64-wide embedding.  Theirs: ``kd_loss``, ``dkd_loss``,
+  ``at_loss`` and ``rkd_loss`` of the mdistiller code base (Zhao et al. 2022); ours: the
+  ``response``, ``dkd``, ``attention`` and ``relational`` losses with their cross-entropy
+  weight 0, so only the distillation terms are compared.
+
+For ``dc_match_loss``, ``kd_losses``, ``ddwang_iteration`` and the two ``mtt`` workloads the driver first checks that both sides
 compute the same thing and prints the relative differences (``agreement``).  For ``ddwang``:
 from the same weights, images, step sizes and real batch, the loss and the gradients of the
 images and the step sizes.  For ``mtt``:
@@ -114,6 +123,13 @@ DDWANG = Reference(
     "24e6958cf23bc98de20a7b2714fc76fa7d38b874", "train_distilled_image",
     "Wang, Zhu, Torralba & Efros 2018, 'Dataset Distillation'; its modules import matplotlib, "
     "six, tqdm and pillow")
+
+
+MDISTILLER = Reference(
+    "mdistiller", "https://github.com/megvii-research/mdistiller.git",
+    "a08d46f10d6102bd6e3f258ca5ac880b020ea259", "mdistiller",
+    "Zhao, Cui, Song, Qiu & Liang 2022, 'Decoupled Knowledge Distillation' (the code base's "
+    "own losses: KD, AT, RKD, DKD, ...)")
 
 
 @dataclass(frozen=True)
@@ -336,6 +352,70 @@ def _mtt_agreement(st) -> dict:
             "image_grad_rel_diff_constant": rel(grad_c, grad_t)}
 
 
+# -- knowledge distillation: the losses ------------------------------------------------------
+def _kd_setup(ref, s):
+    import torch
+
+    from kddbench_plugins.distillation import losses as ours
+
+    theirs = SimpleNamespace(**{name: getattr(importlib.import_module(
+        f"mdistiller.distillers.{mod}"), name) for mod, name in (
+        ("KD", "kd_loss"), ("DKD", "dkd_loss"), ("AT", "at_loss"), ("RKD", "rkd_loss"))})
+    g = torch.Generator().manual_seed(0)
+    n, dev = s.images, s.device
+
+    def rand(*shape, grad=False):
+        return torch.randn(*shape, generator=g).to(dev).requires_grad_(grad)
+
+    staged = SimpleNamespace(feature_names=("a", "embedding"))  # what the losses read of a net
+    attention = ours.Attention(staged, staged, beta=1.0, p=2.0, ce_weight=0.0)
+    attention.setup({"a": (n, 64, 8, 8)}, {"a": (n, 64, 8, 8)})
+    st = SimpleNamespace(
+        s=s, theirs=theirs, logits_s=rand(n, 100, grad=True), logits_t=rand(n, 100),
+        target=torch.randint(0, 100, (n,), generator=g).to(dev),
+        feat_s=rand(n, 64, 8, 8, grad=True), feat_t=rand(n, 64, 8, 8),
+        emb_s=rand(n, 64, grad=True), emb_t=rand(n, 64),
+        response=ours.Response(alpha=1.0, T=4.0),
+        dkd=ours.DKD(alpha=1.0, beta=8.0, T=4.0, warmup=1, ce_weight=0.0),
+        attention=attention,
+        relational=ours.Relational(staged, staged, distance_weight=25.0, angle_weight=50.0,
+                                   ce_weight=0.0))
+    mine, other = _kd_ours_values(st), _kd_theirs_values(st)
+    mine, other = ({k: float(v.detach()) for k, v in d.items()} for d in (mine, other))
+    st.agreement = {f"{k}_rel_diff": abs(mine[k] - other[k]) / max(abs(other[k]), 1e-30)
+                    for k in mine}
+    return st
+
+
+def _kd_ours_values(st) -> dict:
+    a = st.attention
+    return {
+        "response": st.response(st.logits_s, {}, st.logits_t, {}, st.target),
+        "dkd": st.dkd(st.logits_s, {}, st.logits_t, {}, st.target, epoch=0, epochs=1),
+        "attention": a(st.logits_s, {"a": st.feat_s}, None,
+                       a.prepare_teacher({"a": st.feat_t}), st.target),
+        "relational": st.relational(st.logits_s, {"embedding": st.emb_s}, None,
+                                    {"embedding": st.emb_t}, st.target)}
+
+
+def _kd_theirs_values(st) -> dict:
+    t = st.theirs
+    return {"response": t.kd_loss(st.logits_s, st.logits_t, 4.0),
+            "dkd": t.dkd_loss(st.logits_s, st.logits_t, st.target, 1.0, 8.0, 4.0),
+            "attention": t.at_loss([st.feat_s], [st.feat_t], 2),
+            "relational": t.rkd_loss(st.emb_s, st.emb_t, False, 1e-12, 25, 50)}
+
+
+def _kd_ours(st):
+    for _ in range(st.s.epochs):
+        sum(_kd_ours_values(st).values()).backward()
+
+
+def _kd_theirs(st):
+    for _ in range(st.s.epochs):
+        sum(_kd_theirs_values(st).values()).backward()
+
+
 # -- Wang et al. 2018: one outer iteration -----------------------------------------------------
 def _ddwang_setup(ref, s):
     import torch
@@ -432,6 +512,10 @@ WORKLOADS = {w.name: w for w in (
              "the gradient-matching distance on ConvNet-3's gradients, forward and backward, "
              "E times", _match_setup, _match_ours, _match_theirs,
              {"images": 256, "epochs": 20}),
+    Workload("kd_losses", MDISTILLER,
+             "four KD losses (tempered KL, DKD, attention transfer, relational KD), forward and "
+             "backward, E times on a batch of N", _kd_setup, _kd_ours, _kd_theirs,
+             {"images": 128, "epochs": 10}),
     Workload("ddwang_iteration", DDWANG,
              "one outer iteration of Wang et al. 2018 (MNIST, LeNet, 10 images per step, S "
              "steps x E epochs, a real batch of N)", _ddwang_setup, _ddwang_ours,
@@ -447,7 +531,7 @@ WORKLOADS = {w.name: w for w in (
 )}
 
 
-_CHECKED = (_match_setup, _ddwang_setup, _mtt_setup)  # the setups that check agreement
+_CHECKED = (_match_setup, _kd_setup, _ddwang_setup, _mtt_setup)  # the setups that check agreement
 
 
 # -- getting the reference ---------------------------------------------------------------------
@@ -645,7 +729,7 @@ def main(argv=None) -> int:
         print(f"Error: {exc}", file=sys.stderr)
         return EXIT_INVALID
     print(table(result) if not a.check_only else "\n".join(
-        [f"{w.name}: agreement check only, {result['dtype']}, augmentation off"]
+        [f"{w.name}: agreement check only, {result['dtype']}"]
         + [f"agreement of ours and theirs, {k}: {v:.3g}"
            for k, v in result["agreement"].items() if "rel_diff" in k]))
     if a.json:

@@ -375,3 +375,49 @@ def test_check_only_on_a_workload_without_a_check_fails(driver, stand_in, capsys
     assert driver.main(["dd_eval_train", "--reference", str(stand_in), "--images", "4",
                         "--epochs", "1", "--check-only"]) == 2
     assert "no agreement check" in _err(capsys)
+
+
+KD_STAND_INS = {  # one module per loss, as the code base lays them out; a few lines of ours
+    "KD": '''
+import torch.nn.functional as F
+
+def kd_loss(logits_student, logits_teacher, temperature):
+    CALLS.append("kd")
+    p = F.softmax(logits_teacher / temperature, 1)
+    log_q = F.log_softmax(logits_student / temperature, 1)
+    return (p * (p.log() - log_q)).sum(1).mean() * temperature ** 2
+
+CALLS = []
+''',
+    "DKD": "def dkd_loss(s, t, target, alpha, beta, temperature):\n    return (s - t).pow(2).mean()\n",
+    "AT": "def at_loss(g_s, g_t, p):\n    return sum((a - b).pow(2).mean() for a, b in zip(g_s, g_t))\n",
+    "RKD": "def rkd_loss(f_s, f_t, squared, eps, dw, aw):\n    return (f_s - f_t).abs().mean()\n",
+}
+
+
+@pytest.fixture
+def kd_stand_in(tmp_path):
+    package = tmp_path / "mdistiller" / "distillers"
+    package.mkdir(parents=True)
+    (tmp_path / "mdistiller" / "__init__.py").write_text("")
+    (package / "__init__.py").write_text("")
+    for name, text in KD_STAND_INS.items():
+        (package / f"{name}.py").write_text(text)
+    yield tmp_path
+    for name in [m for m in sys.modules if m.startswith("mdistiller")]:
+        sys.modules.pop(name)
+    if str(tmp_path.resolve()) in sys.path:
+        sys.path.remove(str(tmp_path.resolve()))
+
+
+def test_kd_losses_workload_compares_each_loss_then_times(driver, kd_stand_in, capsys, tmp_path):
+    out = tmp_path / "r.json"
+    assert driver.main(["kd_losses", "--reference", str(kd_stand_in), "--images", "6",
+                        "--epochs", "2", "--rounds", "1", "--json", str(out)]) == 0
+    agreement = json.loads(out.read_text())["agreement"]
+    assert set(agreement) == {"response_rel_diff", "dkd_rel_diff", "attention_rel_diff",
+                              "relational_rel_diff"}
+    assert agreement["response_rel_diff"] < 1e-5  # the stand-in's KL is Hinton's
+    assert agreement["relational_rel_diff"] > 1e-3  # its placeholder is not relational KD
+    # the check once, then (warm-up + 1 round) x 2 epochs
+    assert sys.modules["mdistiller.distillers.KD"].CALLS == ["kd"] * 5
