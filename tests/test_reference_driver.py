@@ -22,6 +22,20 @@ def driver():
     return module
 
 
+def _laid_out(tmp_path, files: dict):
+    """Write a stand-in reference's ``files`` ({relative path: text}) under ``tmp_path``; yield
+    it; then forget the modules it imported and its place on ``sys.path``."""
+    for rel, text in files.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(text)
+    tops = {Path(rel).parts[0].removesuffix(".py") for rel in files}
+    yield tmp_path
+    for name in [m for m in sys.modules if m.split(".")[0] in tops]:
+        sys.modules.pop(name)
+    if str(tmp_path.resolve()) in sys.path:
+        sys.path.remove(str(tmp_path.resolve()))
+
+
 STAND_IN = '''
 import torch
 from torch.utils.data import Dataset
@@ -68,11 +82,7 @@ CALLS = []
 
 @pytest.fixture
 def stand_in(tmp_path):
-    (tmp_path / "utils.py").write_text(STAND_IN)
-    yield tmp_path
-    sys.modules.pop("utils", None)
-    if str(tmp_path.resolve()) in sys.path:
-        sys.path.remove(str(tmp_path.resolve()))
+    yield from _laid_out(tmp_path, {"utils.py": STAND_IN})
 
 
 def _err(capsys):
@@ -216,13 +226,8 @@ class ReparamModule(torch.nn.Module):
 
 @pytest.fixture
 def mtt_stand_in(tmp_path):
-    (tmp_path / "utils.py").write_text(MTT_STAND_IN)
-    (tmp_path / "reparam_module.py").write_text(REPARAM_STAND_IN)
-    yield tmp_path
-    for name in ("utils", "reparam_module"):
-        sys.modules.pop(name, None)
-    if str(tmp_path.resolve()) in sys.path:
-        sys.path.remove(str(tmp_path.resolve()))
+    yield from _laid_out(tmp_path, {"utils.py": MTT_STAND_IN,
+                                    "reparam_module.py": REPARAM_STAND_IN})
 
 
 @pytest.mark.parametrize("workload", ["mtt_unroll", "mtt_unroll_constant"])
@@ -326,13 +331,8 @@ CALLS = []
 
 @pytest.fixture
 def ddwang_stand_in(tmp_path):
-    (tmp_path / "networks.py").write_text(DDWANG_NETWORKS)
-    (tmp_path / "train_distilled_image.py").write_text(DDWANG_TRAINER)
-    yield tmp_path
-    for name in ("networks", "train_distilled_image"):
-        sys.modules.pop(name, None)
-    if str(tmp_path.resolve()) in sys.path:
-        sys.path.remove(str(tmp_path.resolve()))
+    yield from _laid_out(tmp_path, {"networks.py": DDWANG_NETWORKS,
+                                    "train_distilled_image.py": DDWANG_TRAINER})
 
 
 def test_ddwang_workload_checks_agreement_then_times(driver, ddwang_stand_in, capsys, tmp_path):
@@ -397,17 +397,10 @@ CALLS = []
 
 @pytest.fixture
 def kd_stand_in(tmp_path):
-    package = tmp_path / "mdistiller" / "distillers"
-    package.mkdir(parents=True)
-    (tmp_path / "mdistiller" / "__init__.py").write_text("")
-    (package / "__init__.py").write_text("")
-    for name, text in KD_STAND_INS.items():
-        (package / f"{name}.py").write_text(text)
-    yield tmp_path
-    for name in [m for m in sys.modules if m.startswith("mdistiller")]:
-        sys.modules.pop(name)
-    if str(tmp_path.resolve()) in sys.path:
-        sys.path.remove(str(tmp_path.resolve()))
+    files = {"mdistiller/__init__.py": "", "mdistiller/distillers/__init__.py": ""}
+    files.update({f"mdistiller/distillers/{name}.py": text
+                  for name, text in KD_STAND_INS.items()})
+    yield from _laid_out(tmp_path, files)
 
 
 def test_kd_losses_workload_compares_each_loss_then_times(driver, kd_stand_in, capsys, tmp_path):
