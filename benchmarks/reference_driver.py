@@ -62,11 +62,11 @@ imports from it and the settings both sides run):
   ``response``, ``dkd``, ``attention`` and ``relational`` losses with their cross-entropy
   weight 0, so only the distillation terms are compared.
 
-For ``dc_match_loss``, ``kd_losses``, ``ddwang_iteration`` and the two ``mtt`` workloads the driver first checks that both sides
-compute the same thing and prints the relative differences (``agreement``).  For ``ddwang``:
-from the same weights, images, step sizes and real batch, the loss and the gradients of the
-images and the step sizes.  For ``mtt``:
-with augmentation off, from the same parameters and images, the loss and the image gradient
+For ``dc_match_loss``, ``kd_losses``, ``ddwang_iteration`` and the two ``mtt`` workloads the
+driver first checks that both sides compute the same thing and prints the relative
+differences (``agreement``).  For ``ddwang``: from the same weights, images, step sizes and
+real batch, the loss and the gradients of the images and the step sizes.  For ``mtt``: with
+augmentation off, from the same parameters and images, the loss and the image gradient
 (both networks have the same layers in the same order, so one flat parameter vector serves
 both).
 
@@ -153,13 +153,28 @@ def _dd_tensors(s):
     return x.to(s.device), y.to(s.device)
 
 
-def _our_convnet(s):
+def _our_net(s, arch: str = "convnet3", channels: int = 3, side: int = 32):
+    """Our ``arch`` with its default options for 10 classes, its weights drawn from seed 0."""
     from kddbench.plugins import get_registry
     from kddbench.protocol import seeded
 
-    spec = get_registry().get("architecture", "convnet3")
+    spec = get_registry().get("architecture", arch)
     with seeded(0):
-        return spec.load()(3, 10, (32, 32), **spec.resolve_options(None)).to(s.device)
+        return spec.load()(channels, 10, (side, side), **spec.resolve_options(None)).to(s.device)
+
+
+def _rel_diff(ours, theirs) -> float:
+    """|ours - theirs| / |theirs|, for numbers or tensors (norms)."""
+    if hasattr(theirs, "norm"):
+        return float((ours - theirs).norm() / theirs.norm().clamp_min(1e-30))
+    return abs(float(ours) - float(theirs)) / max(abs(float(theirs)), 1e-30)
+
+
+def _check_same_parameters(theirs, ours, what: str) -> None:
+    """The agreement checks give both sides one parameter vector: same shapes, same order."""
+    if [tuple(x) for x in theirs] != [tuple(x) for x in ours]:
+        raise DriverError(f"their {what}'s parameters differ from ours in shape or order; this "
+                          "workload needs the same network on both sides")
 
 
 def _their_args(s):
@@ -185,7 +200,7 @@ def _dd_train_ours(st):
 
     recipe = Recipe(epochs=st.s.epochs, batch_size=256, lr=0.01, momentum=0.9,
                     weight_decay=5e-4, schedule="constant")
-    train(_our_convnet(st.s), st.x, st.y, recipe, make_generator(0, st.s.device))
+    train(_our_net(st.s), st.x, st.y, recipe, make_generator(0, st.s.device))
 
 
 def _dd_train_theirs(st):
@@ -213,7 +228,7 @@ def _dd_test_theirs(st):
 
 def _dd_test_setup(ref, s):
     st = _dd_setup(ref, s)
-    st.net_ours = _our_convnet(s)
+    st.net_ours = _our_net(s)
     st.net_theirs = ref.get_network("ConvNet", 3, 10, (32, 32)).to(s.device)
     return st
 
@@ -251,19 +266,19 @@ def _match_setup(ref, s):
     from kddbench_plugins.condensation.gradient_matching import gradient_distance
 
     x, y = _dd_tensors(s)
-    net = _our_convnet(s)
+    net = _our_net(s)
     params = list(net.parameters())
     half = max(1, x.shape[0] // 2)
+    x_syn, y_syn = (x[half:], y[half:]) if x.shape[0] > 1 else (x, y)
     real = torch.autograd.grad(F.cross_entropy(net(x[:half]), y[:half]), params)
     syn = [g.detach().clone().requires_grad_(True) for g in torch.autograd.grad(
-        F.cross_entropy(net(x[half:] if x.shape[0] > 1 else x), y[half:] if x.shape[0] > 1
-                        else y), params)]
+        F.cross_entropy(net(x_syn), y_syn), params)]
     st = SimpleNamespace(ref=ref, s=s, real=[g.detach() for g in real], syn=syn,
                          ours=gradient_distance, args=_their_args(s))
     ours = float(gradient_distance(st.real, syn).detach())
     theirs = float(ref.match_loss(syn, st.real, st.args).detach())
     st.agreement = {"distance_ours": ours, "distance_theirs": theirs,
-                    "distance_rel_diff": abs(ours - theirs) / max(abs(theirs), 1e-30)}
+                    "distance_rel_diff": _rel_diff(ours, theirs)}
     return st
 
 
@@ -286,13 +301,10 @@ def _mtt_setup(ref, s):
 
     reparam = importlib.import_module("reparam_module")
     x, y = _dd_tensors(s)
-    ours = tm.FlatNet(_our_convnet(s))
+    ours = tm.FlatNet(_our_net(s))
     theirs = reparam.ReparamModule(ref.get_network("ConvNet", 3, 10, (32, 32), dist=False)
                                    .to(s.device))
-    theirs_shapes = [tuple(p) for p in theirs._param_shapes]
-    if theirs_shapes != [tuple(p) for p in ours.shapes]:
-        raise DriverError("their ConvNet's parameters differ from ours in shape or order; "
-                          "this workload needs the same network on both sides")
+    _check_same_parameters(theirs._param_shapes, ours.shapes, "ConvNet")
     g = torch.Generator().manual_seed(1)
     start = ours.flat().to(s.device)
     target = start + 0.01 * torch.randn(start.shape, generator=g).to(s.device)
@@ -341,15 +353,11 @@ def _mtt_agreement(st) -> dict:
     loss_o, grad_o = _mtt_ours(st, "full", aug=False)
     loss_c, grad_c = _mtt_ours(st, "constant", aug=False)
     loss_t, grad_t = _mtt_theirs(st, aug=False)
-
-    def rel(a, b):
-        return float((a - b).norm() / b.norm().clamp_min(1e-30))
-
     return {"loss_ours_full": loss_o, "loss_ours_constant": loss_c, "loss_theirs": loss_t,
-            "loss_rel_diff_full": abs(loss_o - loss_t) / max(abs(loss_t), 1e-30),
-            "loss_rel_diff_constant": abs(loss_c - loss_t) / max(abs(loss_t), 1e-30),
-            "image_grad_rel_diff_full": rel(grad_o, grad_t),
-            "image_grad_rel_diff_constant": rel(grad_c, grad_t)}
+            "loss_rel_diff_full": _rel_diff(loss_o, loss_t),
+            "loss_rel_diff_constant": _rel_diff(loss_c, loss_t),
+            "image_grad_rel_diff_full": _rel_diff(grad_o, grad_t),
+            "image_grad_rel_diff_constant": _rel_diff(grad_c, grad_t)}
 
 
 # -- knowledge distillation: the losses ------------------------------------------------------
@@ -381,8 +389,7 @@ def _kd_setup(ref, s):
         relational=ours.Relational(staged, staged, distance_weight=25.0, angle_weight=50.0,
                                    ce_weight=0.0))
     mine, other = _kd_ours_values(st), _kd_theirs_values(st)
-    mine, other = ({k: float(v.detach()) for k, v in d.items()} for d in (mine, other))
-    st.agreement = {f"{k}_rel_diff": abs(mine[k] - other[k]) / max(abs(other[k]), 1e-30)
+    st.agreement = {f"{k}_rel_diff": _rel_diff(mine[k].detach(), other[k].detach())
                     for k in mine}
     return st
 
@@ -420,8 +427,6 @@ def _kd_theirs(st):
 def _ddwang_setup(ref, s):
     import torch
 
-    from kddbench.plugins import get_registry
-    from kddbench.protocol import seeded
     from kddbench_plugins.condensation import meta_learning as ml
 
     nets = importlib.import_module("networks")
@@ -431,13 +436,10 @@ def _ddwang_setup(ref, s):
         distilled_images_per_class_per_step=1, distill_lr=0.02, lr=0.01, device=dev, nc=1,
         input_size=28, distributed=False, decay_epochs=40, decay_factor=0.5, dropout=False,
         mode="distill_basic")
-    spec = get_registry().get("architecture", "lenet")
-    with seeded(0):
-        ours = spec.load()(1, classes, (28, 28), **spec.resolve_options(None)).to(dev)
+    ours = _our_net(s, "lenet", 1, 28)
     theirs = nets.LeNet(state)
-    if [tuple(x) for x in theirs._weights_shapes] != [tuple(p.shape) for p in ours.parameters()]:
-        raise DriverError("their LeNet's parameters differ from ours in shape or order; this "
-                          "workload needs the same network on both sides")
+    _check_same_parameters(theirs._weights_shapes, [p.shape for p in ours.parameters()],
+                           "LeNet")
     w0 = {n: p.detach().clone() for n, p in ours.named_parameters()}
     flat0 = torch.cat([t.reshape(-1) for t in w0.values()])
     trainer = ref.Trainer(state, [theirs])
@@ -488,13 +490,9 @@ def _ddwang_theirs(st):
 def _ddwang_agreement(st) -> dict:
     loss_o, img_o, lr_o = _ddwang_ours(st)
     loss_t, img_t, lr_t = _ddwang_theirs(st)
-
-    def rel(a, b):
-        return float((a - b).norm() / b.norm().clamp_min(1e-30))
-
-    return {"loss_ours": loss_o, "loss_theirs": loss_t,
-            "loss_rel_diff": abs(loss_o - loss_t) / max(abs(loss_t), 1e-30),
-            "image_grad_rel_diff": rel(img_o, img_t), "step_size_grad_rel_diff": rel(lr_o, lr_t)}
+    return {"loss_ours": loss_o, "loss_theirs": loss_t, "loss_rel_diff": _rel_diff(loss_o, loss_t),
+            "image_grad_rel_diff": _rel_diff(img_o, img_t),
+            "step_size_grad_rel_diff": _rel_diff(lr_o, lr_t)}
 
 
 WORKLOADS = {w.name: w for w in (
@@ -631,9 +629,13 @@ def check(workload: Workload, module, settings) -> dict:
             "agreement": state.agreement}
 
 
+def agreement_lines(r: dict) -> list[str]:
+    return [f"agreement of ours and theirs, {k}: {v:.3g}"
+            for k, v in r.get("agreement", {}).items() if "rel_diff" in k]
+
+
 def table(r: dict) -> str:
-    agree = [f"agreement of ours and theirs, {k}: {v:.3g}"
-             for k, v in r.get("agreement", {}).items() if "rel_diff" in k]
+    agree = agreement_lines(r)
     steps = f", {r['syn_steps']} synthetic steps" if r.get("syn_steps") else ""
     return "\n".join([
         f"{r['workload']}: ours vs {r['reference']}@{r['reference_commit'][:12]}, "
@@ -729,9 +731,7 @@ def main(argv=None) -> int:
         print(f"Error: {exc}", file=sys.stderr)
         return EXIT_INVALID
     print(table(result) if not a.check_only else "\n".join(
-        [f"{w.name}: agreement check only, {result['dtype']}"]
-        + [f"agreement of ours and theirs, {k}: {v:.3g}"
-           for k, v in result["agreement"].items() if "rel_diff" in k]))
+        [f"{w.name}: agreement check only, {result['dtype']}", *agreement_lines(result)]))
     if a.json:
         import json
 

@@ -85,6 +85,13 @@ def stand_in(tmp_path):
     yield from _laid_out(tmp_path, {"utils.py": STAND_IN})
 
 
+def _run(driver, tmp_path, argv) -> dict:
+    """``reference_driver.py ARGV --json FILE``: exit 0, and the result it wrote."""
+    out = tmp_path / "r.json"
+    assert driver.main([*argv, "--json", str(out)]) == 0
+    return json.loads(out.read_text())
+
+
 def _err(capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1, err
@@ -157,11 +164,9 @@ def test_dry_run_imports_the_reference_and_times_nothing(driver, stand_in, capsy
                                             ("dd_test_pass", "test")])
 def test_a_tiny_interleaved_run_against_a_stand_in(driver, stand_in, capsys, tmp_path,
                                                    workload, mode):
-    out = tmp_path / "r.json"
-    assert driver.main([workload, "--reference", str(stand_in), "--images", "8", "--epochs",
-                        "1", "--rounds", "2", "--json", str(out)]) == 0
+    result = _run(driver, tmp_path, [workload, "--reference", str(stand_in), "--images", "8",
+                                     "--epochs", "1", "--rounds", "2"])
     assert "our speed-up" in capsys.readouterr().out
-    result = json.loads(out.read_text())
     assert result["rounds"] == 2 and result["ours_s"]["best"] > 0
     assert sys.modules["utils"].CALLS == [mode] * 3  # warm-up + 2 rounds
 
@@ -170,11 +175,9 @@ def test_a_tiny_interleaved_run_against_a_stand_in(driver, stand_in, capsys, tmp
                                             ("dc_match_loss", "match")])
 def test_the_condensation_parts_against_a_stand_in(driver, stand_in, capsys, tmp_path,
                                                    workload, call):
-    out = tmp_path / "r.json"
-    assert driver.main([workload, "--reference", str(stand_in), "--images", "4", "--epochs",
-                        "2", "--rounds", "1", "--json", str(out)]) == 0
+    result = _run(driver, tmp_path, [workload, "--reference", str(stand_in), "--images", "4",
+                                     "--epochs", "2", "--rounds", "1"])
     capsys.readouterr()
-    result = json.loads(out.read_text())
     calls = sys.modules["utils"].CALLS
     if workload == "dc_match_loss":  # the same distance on both sides, up to the 1e-6
         assert result["agreement"]["distance_rel_diff"] < 1e-4
@@ -233,11 +236,9 @@ def mtt_stand_in(tmp_path):
 @pytest.mark.parametrize("workload", ["mtt_unroll", "mtt_unroll_constant"])
 def test_mtt_workloads_check_agreement_then_time(driver, mtt_stand_in, capsys, tmp_path,
                                                   workload):
-    out = tmp_path / "r.json"
-    assert driver.main([workload, "--reference", str(mtt_stand_in), "--images", "4",
-                        "--syn-steps", "2", "--rounds", "1", "--json", str(out)]) == 0
+    result = _run(driver, tmp_path, [workload, "--reference", str(mtt_stand_in), "--images",
+                                     "4", "--syn-steps", "2", "--rounds", "1"])
     assert "agreement of ours and theirs" in capsys.readouterr().out
-    result = json.loads(out.read_text())
     assert result["syn_steps"] == 2
     agreement = result["agreement"]
     # the same network and parameters on both sides: the same loss and image gradient
@@ -336,12 +337,11 @@ def ddwang_stand_in(tmp_path):
 
 
 def test_ddwang_workload_checks_agreement_then_times(driver, ddwang_stand_in, capsys, tmp_path):
-    out = tmp_path / "r.json"
-    assert driver.main(["ddwang_iteration", "--reference", str(ddwang_stand_in), "--images",
-                        "16", "--epochs", "1", "--syn-steps", "2", "--rounds", "1", "--json",
-                        str(out)]) == 0
+    result = _run(driver, tmp_path, ["ddwang_iteration", "--reference", str(ddwang_stand_in),
+                                     "--images", "16", "--epochs", "1", "--syn-steps", "2",
+                                     "--rounds", "1"])
     capsys.readouterr()
-    agreement = json.loads(out.read_text())["agreement"]
+    agreement = result["agreement"]
     assert agreement["loss_rel_diff"] < 1e-5
     assert agreement["image_grad_rel_diff"] < 1e-4
     assert agreement["step_size_grad_rel_diff"] < 1e-4
@@ -358,11 +358,9 @@ def test_ddwang_workload_refuses_a_different_network(driver, ddwang_stand_in, ca
 
 def test_check_only_runs_the_agreement_check_and_times_nothing(driver, mtt_stand_in, capsys,
                                                               tmp_path):
-    out = tmp_path / "r.json"
-    assert driver.main(["mtt_unroll", "--reference", str(mtt_stand_in), "--images", "4",
-                        "--syn-steps", "2", "--check-only", "--dtype", "float64", "--json",
-                        str(out)]) == 0
-    result = json.loads(out.read_text())
+    result = _run(driver, tmp_path, ["mtt_unroll", "--reference", str(mtt_stand_in),
+                                     "--images", "4", "--syn-steps", "2", "--check-only",
+                                     "--dtype", "float64"])
     assert result["dtype"] == "float64" and "ours_s" not in result
     assert result["agreement"]["image_grad_rel_diff_full"] < 1e-12  # float64: exact
     assert sys.modules["utils"].CALLS == []  # no timed call, so no augmentation
@@ -389,9 +387,12 @@ def kd_loss(logits_student, logits_teacher, temperature):
 
 CALLS = []
 ''',
-    "DKD": "def dkd_loss(s, t, target, alpha, beta, temperature):\n    return (s - t).pow(2).mean()\n",
-    "AT": "def at_loss(g_s, g_t, p):\n    return sum((a - b).pow(2).mean() for a, b in zip(g_s, g_t))\n",
-    "RKD": "def rkd_loss(f_s, f_t, squared, eps, dw, aw):\n    return (f_s - f_t).abs().mean()\n",
+    "DKD": "def dkd_loss(s, t, target, alpha, beta, temperature):\n"
+           "    return (s - t).pow(2).mean()\n",
+    "AT": "def at_loss(g_s, g_t, p):\n"
+          "    return sum((a - b).pow(2).mean() for a, b in zip(g_s, g_t))\n",
+    "RKD": "def rkd_loss(f_s, f_t, squared, eps, dw, aw):\n"
+           "    return (f_s - f_t).abs().mean()\n",
 }
 
 
@@ -404,10 +405,9 @@ def kd_stand_in(tmp_path):
 
 
 def test_kd_losses_workload_compares_each_loss_then_times(driver, kd_stand_in, capsys, tmp_path):
-    out = tmp_path / "r.json"
-    assert driver.main(["kd_losses", "--reference", str(kd_stand_in), "--images", "6",
-                        "--epochs", "2", "--rounds", "1", "--json", str(out)]) == 0
-    agreement = json.loads(out.read_text())["agreement"]
+    result = _run(driver, tmp_path, ["kd_losses", "--reference", str(kd_stand_in), "--images",
+                                     "6", "--epochs", "2", "--rounds", "1"])
+    agreement = result["agreement"]
     assert set(agreement) == {"response_rel_diff", "dkd_rel_diff", "attention_rel_diff",
                               "relational_rel_diff"}
     assert agreement["response_rel_diff"] < 1e-5  # the stand-in's KL is Hinton's
