@@ -32,7 +32,8 @@ by the protocol): ``n_models`` networks per training set, each from its own init
 seed (mean and std reported, per-model values in the record's info); a held-out validation
 split of the real *training* set (``val_fraction`` or ``val_per_class``: seeded, stratified,
 never the test set), ``select = "last" | "best_val"`` (keep the weights after the last epoch,
-or those of the epoch with the best validation accuracy, checked every ``val_every`` epochs),
+or those of the epoch with the best validation accuracy, checked every ``val_every`` epochs;
+0, the default: every epoch under ``best_val``, the last only under ``last``),
 and ``curve_every`` (keep the test accuracy every so many epochs in the record).
 
 How the hardware runs a recipe (:mod:`kddbench.protocol`, :mod:`kddbench.stacked`):
@@ -98,7 +99,8 @@ RECIPE_OPTIONS = {
                          "val_fraction); 0 = none"),
     "select": Choice("last", SELECTIONS, doc="last: the weights after the last epoch; "
                      "best_val: those of the epoch with the best validation accuracy"),
-    "val_every": Int(1, min=1, doc="epochs between validation checks (the last one always)"),
+    "val_every": Int(0, min=0, doc="epochs between validation checks (the last one always); "
+                     "0 = every epoch under select = best_val, the last only under last"),
     "curve_every": Int(0, min=0, doc="epochs between test-curve points kept in the record; "
                        "0 = no curve"),
     # how the hardware runs the recipe (kddbench.protocol, kddbench.stacked)
@@ -142,7 +144,7 @@ class Recipe:
     val_fraction: float = 0.0       # held-out validation share of the training set, per class
     val_per_class: int = 0          # or a number of validation images per class
     select: str = "last"            # last | best_val
-    val_every: int = 1              # epochs between validation checks
+    val_every: int = 0              # epochs between validation checks (0: by select)
     curve_every: int = 0            # epochs between test-curve points (0 = none)
     precision: str = "fp32"         # fp32 | bf16 (autocast while training)
     channels_last: bool = False     # channels-last memory format while training

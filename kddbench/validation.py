@@ -12,7 +12,9 @@ A recipe (:mod:`kddbench.recipe`) may declare:
   method's input, a teacher, the evaluated networks).  The test set is never used to choose.
 * ``select``: ``"last"`` keeps the weights after the last epoch; ``"best_val"`` those of the
   epoch with the best validation accuracy (checked every ``val_every`` epochs and after the
-  last; the earliest epoch wins a tie).
+  last; the earliest epoch wins a tie).  ``val_every = 0``, the default: every epoch under
+  ``best_val``, after the last epoch only under ``last`` (a check costs a pass over the split,
+  which for a 100-image condensed set is several times an epoch's training).
 * ``curve_every``: the test accuracy every so many epochs (and after the last) is kept in the
   record's info (``test_curve``), and ``best_on_test_accuracy`` reports the best point of the
   curve -- the number a paper gets by picking its best epoch on the test set.  It is **not a
@@ -153,6 +155,15 @@ def _accuracy(model, x, y, num_classes: int, batch_size: int) -> float:
     return 100.0 * float((pred == y).sum()) / max(1, int(y.numel()))
 
 
+def val_period(recipe) -> int:
+    """Epochs between validation checks: ``val_every``, or with ``val_every = 0`` (the default)
+    every epoch under ``select = "best_val"`` and the last epoch only under ``"last"`` (whose
+    weights, hence its validation accuracy, are the last epoch's whatever else is checked)."""
+    if int(recipe.val_every):
+        return int(recipe.val_every)
+    return 1 if recipe.select == "best_val" else int(recipe.epochs)
+
+
 def uses_rules(recipe) -> bool:
     """Whether ``recipe`` asks for anything beyond one network kept after its last epoch."""
     return (recipe.n_models > 1 or recipe.select != "last" or bool(recipe.curve_every)
@@ -212,7 +223,7 @@ class _Rules:
 
     def on_epoch(self, epoch: int, model) -> None:
         recipe, last = self.recipe, epoch == self.epochs - 1
-        if self.val is not None and ((epoch + 1) % recipe.val_every == 0 or last):
+        if self.val is not None and ((epoch + 1) % val_period(recipe) == 0 or last):
             acc = _accuracy(model, self.val[0], self.val[1], self.data.num_classes,
                             recipe.test_batch_size)
             self.val_curve.append([epoch + 1, acc])

@@ -115,6 +115,27 @@ def test_n_models_best_val_and_the_curve():
     assert out["best_on_test_accuracy"] >= out["accuracy"] - 1e-9  # chosen on test: optimistic
 
 
+def test_validation_is_checked_every_epoch_for_best_val_and_once_for_last_by_default():
+    """val_every = 0 (the default): a check per epoch where the epoch is chosen by it, one
+    after the last epoch where the last is kept anyway; the trained weights are the same
+    either way (a check changes nothing the training reads)."""
+    data = _toy()
+    part, x_val, y_val = split_data(data, holdout({"val_per_class": 5}, seed=0))
+    base = dict(epochs=5, batch_size=8, lr=0.5, schedule="constant", val_per_class=5)
+    outs = {}
+    for name, extra in {"best": {"select": "best_val"}, "last": {"select": "last"},
+                        "last_every": {"select": "last", "val_every": 1}}.items():
+        outs[name] = fit_and_test(_make(part), part.x_train, part.y_train, part,
+                                  Recipe(**base, **extra), lambda m: torch.Generator().manual_seed(m),
+                                  val=(x_val, y_val))
+    assert [e for e, _ in outs["best"]["val_curve"][0]] == [1, 2, 3, 4, 5]
+    assert [e for e, _ in outs["last"]["val_curve"][0]] == [5]
+    assert [e for e, _ in outs["last_every"]["val_curve"][0]] == [1, 2, 3, 4, 5]
+    assert outs["last"]["accuracy"] == outs["last_every"]["accuracy"]
+    assert outs["last"]["val_accuracy"] == outs["last_every"]["val_curve"][0][-1][1]
+    assert "val_every" not in Recipe(val_per_class=5).as_dict()  # the default keeps identities
+
+
 def test_stacked_networks_follow_the_same_rules_as_one_by_one():
     """recipe stack = "on": the n_models networks train at once (kddbench.stacked), with the
     same steps, the same validation checks, kept weights and curves as one by one."""
