@@ -604,7 +604,27 @@ def bench(arch, images, epochs, repeats, device):
     click.echo(pd.DataFrame(rows).to_markdown(index=False, floatfmt=".1f"))
 
 
+def _terminated(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _stop_on_sigterm():
+    """SIGTERM (``kill``, ``timeout``, Slurm at the end of a job's time) stops a run the way
+    Ctrl-C does: the workers are stopped, the claims released, finished cells kept, exit 130.
+    Returns the previous handler (to put back), or None where none was changed: not the main
+    thread, or a handler someone else installed."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return None
+    return signal.signal(signal.SIGTERM, _terminated)
+
+
 def main(argv=None) -> None:
+    previous = _stop_on_sigterm()
     try:
         cli.main(args=argv, prog_name="kddbench", standalone_mode=False)
     except KddbenchError as exc:
@@ -618,6 +638,11 @@ def main(argv=None) -> None:
         sys.exit(ExitCode.INVALID_INPUT)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
+    finally:
+        if previous is not None:
+            import signal
+
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":  # pragma: no cover

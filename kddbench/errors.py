@@ -35,7 +35,7 @@ _MEANING = {
     ExitCode.NOTHING_COMPARED: ("compare found nothing to compare, or a baseline row is missing; "
                                 "release found nothing to release"),
     ExitCode.NOT_COMPARABLE: "plugin or protocol versions differ",
-    ExitCode.INTERRUPTED: "interrupted (Ctrl-C); finished cells are kept",
+    ExitCode.INTERRUPTED: "interrupted (Ctrl-C or SIGTERM); finished cells are kept",
 }
 
 

@@ -229,6 +229,37 @@ def test_ctrl_c_stops_a_pool_run_and_keeps_finished_cells(tmp_path):
     assert 1 <= len(done) < 10 and all(r["status"] == "ok" for r in done.values())
 
 
+@pytest.mark.slow
+def test_sigterm_stops_a_pool_run_like_ctrl_c(tmp_path):
+    """``kill PID`` (or ``timeout``, or Slurm at a job's time limit) signals the runner alone:
+    it stops its workers, releases its claims and keeps the finished cells, exit 130."""
+    suite = write_suite(tmp_path / "tiny.toml", TINY_SUITE.replace("epochs = 3", "epochs = 300"))
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "kddbench.cli", "run", str(suite), "--out", str(out),
+           "--jobs", "2", "--no-progress"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list((out / "records").glob("*.json")):
+        time.sleep(0.02)
+    workers = [c for c in _children(proc.pid) if _alive(c)]
+    proc.send_signal(signal.SIGTERM)
+    try:
+        _, err = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail("SIGTERM did not stop the run")
+    assert proc.returncode == 130, err.decode()
+    assert b"interrupted" in err
+    done = _records(out)
+    assert 1 <= len(done) < 10 and all(r["status"] == "ok" for r in done.values())
+    assert not list((out / "claims").glob("*.lease")), "claims were not released"
+    deadline = time.time() + 20
+    while time.time() < deadline and any(_alive(w) for w in workers):
+        time.sleep(0.2)
+    assert not any(_alive(w) for w in workers), "worker processes outlived the runner"
+
+
 def test_a_corrupt_record_or_artifact_is_set_aside_and_recomputed(tmp_path, cli):
     import hashlib
     import io
