@@ -47,6 +47,11 @@ class Option:
     keyed:   false for an option that cannot change what is computed (how often a checkpoint
              is written): artifact keys leave it out (:func:`keyed_options`), so changing it
              reuses stored results.
+    later:   an option added after the plugin's results were first stored: while it holds its
+             default it is left out of the resolved options (:func:`resolve`), hence out of
+             cell identities and artifact keys, and the factory's own default applies (it
+             must be the same value; the conformance kit checks), so the cells computed
+             before it existed keep their identities (the recipe's later keys do the same).
     """
 
     default: Any
@@ -60,6 +65,7 @@ class Option:
     above: float | None = None
     where: tuple[tuple[str, Any], ...] = ()
     keyed: bool = True
+    later: bool = False
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -117,11 +123,11 @@ def Str(default: str, doc: str = "") -> Option:
 
 
 def Choice(default: Any, choices: Iterable[Any] = (), family: str | None = None,
-           doc: str = "", where: Mapping[str, Any] | None = None) -> Option:
+           doc: str = "", where: Mapping[str, Any] | None = None, later: bool = False) -> Option:
     """One of ``choices`` (or of the names registered in ``family``, when there is one, whose
     specs have the attributes ``where`` names)."""
     return Option(default, "choice", choices=tuple(choices), family=family, doc=doc,
-                  where=tuple(sorted((where or {}).items())))
+                  where=tuple(sorted((where or {}).items())), later=later)
 
 
 def declaration(value: Any) -> Option:
@@ -250,4 +256,10 @@ def resolve(declared: Mapping[str, Any], given: Mapping[str, Any] | None = None,
                 f"option {k!r}: {m}" if k else m for k, m in problems))
     merged = defaults(declared)
     merged.update(given or {})
-    return merged
+    return {k: v for k, v in merged.items() if not _later_at_default(declared.get(k), v)}
+
+
+def _later_at_default(declared: Any, value: Any) -> bool:
+    """A ``later`` option holding its default (left out of resolved options)."""
+    return (isinstance(declared, Option) and declared.later and value == declared.default
+            and isinstance(value, bool) == isinstance(declared.default, bool))

@@ -92,9 +92,28 @@ def check_spec(registry, family: str, name: str, tmp_path: Path | None = None) -
     for key, value in defaults.items():
         assert isinstance(value, (bool, int, float, str, type(None), list, tuple)), \
             f"{name}: option {key} resolves to {type(value).__name__}, not a plain value"
+    _check_later_options(spec)
     check = _CHECKS.get(family)
     if check is not None:
         check(registry, spec, tmp_path)
+
+
+def _check_later_options(spec) -> None:
+    """An option declared ``later`` is left out of resolved options at its default, so the
+    factory must take it as a keyword with that same default."""
+    import inspect
+
+    from .options import Option
+
+    later = {k: v for k, v in dict(spec.options).items() if isinstance(v, Option) and v.later}
+    if not later:
+        return
+    params = inspect.signature(spec.load()).parameters
+    for key, option in later.items():
+        assert key in params, f"{spec.name}: later option {key!r} is no parameter of the factory"
+        assert params[key].default == option.default, (
+            f"{spec.name}: later option {key!r} defaults to {option.default!r} but the "
+            f"factory's parameter to {params[key].default!r}")
 
 
 def smoke_options(spec) -> dict[str, Any]:

@@ -86,6 +86,29 @@ def test_constant_memory_unroll_gives_the_full_unrolls_gradients(learned_labels,
         torch.testing.assert_close(const.label_grad, full.label_grad, rtol=1e-9, atol=1e-12)
 
 
+def test_deep_mask_counts_modules_or_parameter_elements():
+    fnet = tm.FlatNet(tiny_net())  # 3 modules: conv 27+3, norm 3+3, linear 48x3+3
+    sizes = [b - a for _, a, b in fnet.layers]
+    assert sizes == [30, 6, 147] and fnet.numel == 183
+    by_modules = fnet.deep_mask(0.34)  # floor(0.34 x 3) = 1 module: the convolution
+    assert by_modules[:30].sum() == 0 and by_modules[30:].sum() == 153
+    by_elements = fnet.deep_mask(0.5, "parameters")  # floor(0.5 x 183) = 91 elements
+    assert by_elements[:91].sum() == 0 and by_elements[91:].sum() == 92
+    assert fnet.deep_mask(0.0, "parameters") is None and fnet.deep_mask(0.2) is None
+
+
+def test_pad_deep_by_parameters_matches_the_deeper_share_and_keeps_old_identities():
+    syn = tm.pad(toy_request(), **TINY, deep_only=0.5, deep_by="parameters", el2n_keep=1.0)
+    numel = tm.FlatNet(toy_request().build_net(0)).numel
+    assert syn.info["matched_params"] == numel - int(0.5 * numel)
+    assert syn.info["deep_by"] == "parameters"
+    with pytest.raises(KddbenchError, match="deep_by"):
+        tm.pad(toy_request(), **TINY, deep_by="layers")
+    spec = get_registry().get("condenser", "pad")
+    assert "deep_by" not in spec.resolve_options({})  # at its default: not in identities
+    assert spec.resolve_options({"deep_by": "parameters"})["deep_by"] == "parameters"
+
+
 def test_the_loss_is_the_normalised_parameter_distance():
     fnet, start, target, images, labels, _ = unroll_inputs(False)
     out = tm.unroll_constant(fnet, start, target, *leaves(images, labels), [], None)

@@ -235,7 +235,10 @@ def _trajectory_matching():
             initial_max_start_epoch=Int(0, min=0, doc="0 = by IPC"),
             window_growth=Int(-1, min=-1, doc="iterations to reach max; -1 = half of them"),
             deep_only=Float(0.25, min=0, max=0.99,
-                            doc="fraction of the layers (input side) left out of the loss"),
+                            doc="share of the network (input side) left out of the loss"),
+            deep_by=Choice("modules", ("modules", "parameters"), later=True,
+                           doc="deep_only counts parameter-holding modules (ours) or parameter "
+                           "elements in module order (the PAD reference's depth_ratio)"),
             el2n_keep=Float(0.9, above=0, max=1, doc="easiest fraction of each class kept; 1 = "
                             "no selection"),
             el2n_nets=Int(2, min=1), el2n_epochs=Int(2, min=0, smoke=1),

@@ -56,8 +56,8 @@ from kddbench.errors import KddbenchError
 from kddbench.protocol import Recipe, make_generator, soft_cross_entropy, train
 
 from .synthesis import ImageOptimizer, draw_seed
-from .trajectory_settings import (PAD_WINDOWS, SETTING_NAMES, SETTINGS, UNROLLS,  # noqa: F401
-                                  ZCA_CHOICES, pad_window, setting_for)
+from .trajectory_settings import (DEEP_BY, PAD_WINDOWS, SETTING_NAMES, SETTINGS,  # noqa: F401
+                                  UNROLLS, ZCA_CHOICES, pad_window, setting_for)
 
 EXPERT_FORMAT = 1
 
@@ -95,15 +95,20 @@ class FlatNet:
     def __call__(self, theta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return torch.func.functional_call(self.module, self.unflatten(theta), (x,))
 
-    def deep_mask(self, shallow_ratio: float) -> torch.Tensor | None:
-        """1 for the parameters of all but the first ``floor(ratio x layers)`` parameter-
-        holding modules, 0 for those (None when nothing is left out)."""
-        skip = int(math.floor(shallow_ratio * len(self.layers) + 1e-9))
-        if skip <= 0:
+    def deep_mask(self, shallow_ratio: float, by: str = "modules") -> torch.Tensor | None:
+        """0 for the input side of the network, 1 for the rest (None when nothing is left out).
+        ``by = "modules"``: the parameters of the first ``floor(ratio x layers)`` parameter-
+        holding modules; ``"parameters"``: the first ``floor(ratio x numel)`` elements of the
+        flat parameter vector, in module order (the PAD reference's ``depth_ratio``)."""
+        if by == "parameters":
+            cut = int(math.floor(shallow_ratio * self.numel + 1e-9))
+        else:
+            skip = int(math.floor(shallow_ratio * len(self.layers) + 1e-9))
+            cut = self.layers[min(skip, len(self.layers) - 1)][1] if skip > 0 else 0
+        if cut <= 0:
             return None
-        skip = min(skip, len(self.layers) - 1)
         mask = torch.ones(self.numel)
-        mask[: self.layers[skip][1]] = 0.0
+        mask[:cut] = 0.0
         return mask
 
 
@@ -582,7 +587,7 @@ def trajectory_matching(
     unroll: str = "constant", num_experts: int = 100, epochs: int = 50,
     expert_lr: float = 0.01, batch_train: int = 256, expert_augment: str = "dsa",
     expert_seed: int = 0, experts_in_memory: int = 4, deep_only: float = 0.0,
-    el2n_keep: float = 1.0, el2n_nets: int = 2, el2n_epochs: int = 2,
+    deep_by: str = "modules", el2n_keep: float = 1.0, el2n_nets: int = 2, el2n_epochs: int = 2,
     soft_labels: bool = False, learn_labels: bool = False, lr_label: float = 2.0,
     label_epoch: int = -1, checkpoint_every: int = 100, method: str = "mtt",
 ) -> SyntheticSet:
@@ -605,7 +610,9 @@ def trajectory_matching(
     zca_on = st["zca"] if zca == "auto" else zca == "on"
     _check_zca(data, zca_on)
     if not 0.0 <= deep_only < 1.0:
-        raise KddbenchError(f"deep_only is a fraction of layers in [0, 1), not {deep_only}")
+        raise KddbenchError(f"deep_only is a fraction in [0, 1), not {deep_only}")
+    if deep_by not in DEEP_BY:
+        raise KddbenchError(f"deep_by must be one of {DEEP_BY}, not {deep_by!r}")
     if not 0.0 < el2n_keep <= 1.0:
         raise KddbenchError(f"el2n_keep is a fraction in (0, 1], not {el2n_keep}")
     # the expert epochs available bound the window (a tiny run clamps; info says so)
@@ -624,7 +631,7 @@ def trajectory_matching(
     experts, train_data, fnet = prepare_experts(request, plan, el2n_keep, el2n_nets,
                                                 el2n_epochs, experts_in_memory)
     experts.build_all()
-    mask = fnet.deep_mask(deep_only)
+    mask = fnet.deep_mask(deep_only, deep_by)
     if mask is not None:
         mask = mask.to(request.device)
     aug = _augment_fn(request, augment)
@@ -713,6 +720,7 @@ def trajectory_matching(
         "num_experts": plan.num_experts, "expert_train_epochs": epochs,
         "experts_built": experts.built,
         "experts_train_s": sum(experts.seconds.values()), "deep_only": deep_only,
+        "deep_by": deep_by,
         "matched_params": int(mask.sum()) if mask is not None else fnet.numel,
         "el2n_keep": el2n_keep, "kept_real": int(train_data.x_train.shape[0]),
         "soft_labels": soft_labels, "learn_labels": learn_labels, "init": init,
@@ -756,13 +764,15 @@ def pad(request: CondenseRequest, *, setting: str = "auto", iterations: int = 50
         zca: str = "auto", init: str = "real", augment: str = "dsa", unroll: str = "constant",
         num_experts: int = 100, epochs: int = 50, expert_lr: float = 0.01,
         batch_train: int = 256, expert_augment: str = "dsa", expert_seed: int = 0,
-        experts_in_memory: int = 4, deep_only: float = 0.25, el2n_keep: float = 0.9,
+        experts_in_memory: int = 4, deep_only: float = 0.25, deep_by: str = "modules",
+        el2n_keep: float = 0.9,
         el2n_nets: int = 2, el2n_epochs: int = 2, soft_labels: bool = True,
         learn_labels: bool = True, lr_label: float = 2.0, label_epoch: int = -1,
         checkpoint_every: int = 100) -> SyntheticSet:
     """PAD (Li et al. 2024) on DATM (Guo et al. 2024); each part has its switch:
     ``window`` (budget-aligned, growing window of start epochs), ``el2n_keep`` (1.0 = no data
-    selection), ``deep_only`` (0 = match every layer), ``soft_labels`` / ``learn_labels``."""
+    selection), ``deep_only`` (0 = match every layer; ``deep_by`` says whether it is a share of
+    the modules or of the parameter elements), ``soft_labels`` / ``learn_labels``."""
     if window:
         lo, first, last = pad_window(int(request.ipc))
         min_start_epoch = lo if min_start_epoch < 0 else min_start_epoch
@@ -780,7 +790,8 @@ def pad(request: CondenseRequest, *, setting: str = "auto", iterations: int = 50
         momentum=momentum, batch_syn=batch_syn, zca=zca, init=init, augment=augment,
         unroll=unroll, num_experts=num_experts, epochs=epochs, expert_lr=expert_lr,
         batch_train=batch_train, expert_augment=expert_augment, expert_seed=expert_seed,
-        experts_in_memory=experts_in_memory, deep_only=deep_only, el2n_keep=el2n_keep,
+        experts_in_memory=experts_in_memory, deep_only=deep_only, deep_by=deep_by,
+        el2n_keep=el2n_keep,
         el2n_nets=el2n_nets, el2n_epochs=el2n_epochs, soft_labels=soft_labels,
         learn_labels=learn_labels, lr_label=lr_label, label_epoch=label_epoch,
         checkpoint_every=checkpoint_every, method="pad")

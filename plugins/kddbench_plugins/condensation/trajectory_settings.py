@@ -8,6 +8,9 @@ from kddbench.errors import KddbenchError
 
 UNROLLS = ("constant", "full")
 ZCA_CHOICES = ("auto", "on", "off")
+# what pad's deep_only is a share of: parameter-holding modules (ours) or parameter elements
+# in module order (the PAD reference's depth_ratio)
+DEEP_BY = ("modules", "parameters")
 
 # MTT's per-setting hyper-parameters (Cazenavette et al. 2022, the released code's table):
 # (syn_steps, expert_epochs, max_start_epoch, lr_img, lr_lr, lr_teacher, zca, batch_syn)
