@@ -203,21 +203,27 @@ def test_killing_the_runner_leaves_no_orphan_workers(tmp_path):
     assert not any(_alive(w) for w in workers), "worker processes outlived the runner"
 
 
-@pytest.mark.slow
-def test_ctrl_c_stops_a_pool_run_and_keeps_finished_cells(tmp_path):
+def _pool_run_past_its_first_record(tmp_path, **popen):
+    """A 2-worker run of a slow tiny suite in its own session, once its first record is
+    stored: (the process, its output folder)."""
     suite = write_suite(tmp_path / "tiny.toml", TINY_SUITE.replace("epochs = 3", "epochs = 300"))
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "kddbench.cli", "run", str(suite), "--out", str(out),
            "--jobs", "2", "--no-progress"]
-
-    def default_sigint():  # a shell's background job ignores SIGINT, and its children inherit it
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            start_new_session=True, preexec_fn=default_sigint)
+                            start_new_session=True, **popen)
     deadline = time.time() + 120
     while time.time() < deadline and not list((out / "records").glob("*.json")):
         time.sleep(0.02)
+    return proc, out
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_a_pool_run_and_keeps_finished_cells(tmp_path):
+    def default_sigint():  # a shell's background job ignores SIGINT, and its children inherit it
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+    proc, out = _pool_run_past_its_first_record(tmp_path, preexec_fn=default_sigint)
     os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole group
     try:
         proc.wait(timeout=30)
@@ -233,15 +239,7 @@ def test_ctrl_c_stops_a_pool_run_and_keeps_finished_cells(tmp_path):
 def test_sigterm_stops_a_pool_run_like_ctrl_c(tmp_path):
     """``kill PID`` (or ``timeout``, or Slurm at a job's time limit) signals the runner alone:
     it stops its workers, releases its claims and keeps the finished cells, exit 130."""
-    suite = write_suite(tmp_path / "tiny.toml", TINY_SUITE.replace("epochs = 3", "epochs = 300"))
-    out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "kddbench.cli", "run", str(suite), "--out", str(out),
-           "--jobs", "2", "--no-progress"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            start_new_session=True)
-    deadline = time.time() + 120
-    while time.time() < deadline and not list((out / "records").glob("*.json")):
-        time.sleep(0.02)
+    proc, out = _pool_run_past_its_first_record(tmp_path)
     workers = [c for c in _children(proc.pid) if _alive(c)]
     proc.send_signal(signal.SIGTERM)
     try:
