@@ -102,16 +102,17 @@ def _fmt(x: float) -> str:
 
 
 def Int(default: int, min: int | None = None, max: int | None = None, smoke: int | None = None,
-        doc: str = "", keyed: bool = True) -> Option:
+        doc: str = "", keyed: bool = True, later: bool = False) -> Option:
     """An integer option, optionally bounded (inclusive)."""
-    return Option(default, "int", min, max, doc=doc, smoke=smoke, keyed=keyed)
+    return Option(default, "int", min, max, doc=doc, smoke=smoke, keyed=keyed, later=later)
 
 
 def Float(default: float, min: float | None = None, max: float | None = None,
-          smoke: float | None = None, doc: str = "", above: float | None = None) -> Option:
+          smoke: float | None = None, doc: str = "", above: float | None = None,
+          later: bool = False) -> Option:
     """A finite number (ints accepted), optionally bounded (``min``/``max`` inclusive,
     ``above`` exclusive)."""
-    return Option(default, "float", min, max, doc=doc, smoke=smoke, above=above)
+    return Option(default, "float", min, max, doc=doc, smoke=smoke, above=above, later=later)
 
 
 def Bool(default: bool, doc: str = "") -> Option:

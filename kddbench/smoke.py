@@ -6,7 +6,7 @@ axis value, method, architecture, table and reference of the suite and cuts only
 * options declared with a ``smoke`` value (:class:`kddbench.options.Option`) take it (a
   positive integer already below it stays): the recipe's ``epochs``, ``steps_per_epoch`` and
   ``batch_size`` (1 epoch of 1 batch of at most 64, for every protocol a cell names too), a
-  method's ``iterations``, a network's ``width`` (the ConvNets and the MLP: 16; depth,
+  method's ``iterations``, a network's ``width`` (every network that declares one: 16; depth,
   normalisation, pooling and the image size are kept, so every layer runs at every shape but
   the channel count)...;
 * pictures (a task's side output, e.g. the grids of a synthesised set) may be drawn for one
@@ -34,7 +34,7 @@ from .cells import Cell
 from .errors import KddbenchError
 
 SMOKE_KEY = "smoke"            # the versions entry (and record field) marking a smoke cell
-SMOKE_VERSION = "2"            # bump when the smoke rules change
+SMOKE_VERSION = "3"            # bump when the smoke rules change
 PER_CLASS_ENV = "KDDBENCH_SMOKE_PER_CLASS"  # read by the run context of every worker
 DEFAULT_PER_CLASS = 2
 GENERIC_EPOCHS = 1             # recipe epochs where no smoke value is declared
@@ -77,6 +77,8 @@ def smoke_options(declared: Mapping[str, Any], given: Mapping[str, Any]) -> dict
     for key, value in smoke_values(declared).items():
         if key in out:
             out[key] = _cut(out[key], value)
+        elif getattr(declared[key], "later", False):  # left out of resolved options at default
+            out[key] = _cut(declared[key].default, value)
     return out
 
 

@@ -50,6 +50,23 @@ def test_convnet3_matches_the_reference_parameter_counts(registry):
     assert mnist.stages["block1"][1].num_groups == 128
 
 
+@pytest.mark.parametrize("name, published, narrow", [
+    ("resnet18", 11_172_810, 128), ("alexnet", 1_865_802, 24 * 4 * 4), ("vgg11", 9_229_962, 128)])
+def test_width_is_a_budget_that_keeps_the_published_network_at_its_default(registry, name,
+                                                                           published, narrow):
+    """``width`` (declared ``later``): at its default the network is the published one (the
+    parameter count cross_arch_cpu's records hold for Fashion-MNIST) and stays out of the
+    resolved options; at 16 (the smoke width) every stage narrows."""
+    spec = registry.get("architecture", name)
+    assert "width" not in spec.resolve_options(None)
+    assert sum(p.numel() for p in _build(registry, name, (1, 28, 28)).parameters()) == published
+    with seeded(0):
+        net = spec.load()(1, 10, (28, 28), **spec.resolve_options({"width": 16}))
+    _, feats = net.forward_features(torch.randn(2, 1, 28, 28))
+    assert feats["embedding"].shape[1] == narrow  # last stage channels x map area
+    assert sum(p.numel() for p in net.parameters()) < published / 10
+
+
 def test_same_seed_same_weights(registry):
     a, b = (_build(registry, "convnet3", (1, 28, 28)) for _ in range(2))
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))

@@ -93,6 +93,19 @@ def test_zca_whitens_the_training_set_and_is_cached(tmp_path):
     assert ctx.transform("none", data) is data
 
 
+@pytest.mark.parametrize("n", [5, 30, 48, 49])
+def test_zca_with_fewer_images_than_features_is_the_full_eigendecomposition(n):
+    """Below N = d + 1 the fit takes the thin SVD of the images (fast for CIFAR subsets);
+    the matrix is the d x d eigendecomposition's, directions with no variance included."""
+    x = torch.randn(n, 3, 4, 4, generator=gen(31)).double()
+    z = zca_mod.ZCA(eps=0.1)
+    flat = x.reshape(n, -1)
+    centred = flat - flat.mean(0)
+    evals, evecs = torch.linalg.eigh(centred.T @ centred / (n - 1))
+    full = evecs @ torch.diag((evals.clamp(min=0) + 0.1).rsqrt()) @ evecs.T
+    assert torch.allclose(z.fit(x)["matrix"].double(), full, atol=1e-5)
+
+
 @pytest.mark.parametrize("op", range(6))
 def test_siamese_same_params_same_transform_on_real_and_synthetic(op):
     dsa = build("dsa", FMNIST)

@@ -63,8 +63,12 @@ def test_smoke_cuts_widths_and_epochs_and_keeps_smaller_values(registry):
         {"name": "wide", "task": "condense", "dataset": "cifar10", "method": "dm", "ipc": 10,
          "eval_arch": "convnet3", "recipe": {"epochs": 30}},
         {"name": "narrow", "task": "condense", "dataset": "cifar10", "method": "random",
-         "ipc": 10, "eval_arch": "mlp", "options": {"mlp": {"width": 8}}}]}
-    wide, narrow = smoke.smoke_cells(build_suite(raw, "t", registry).cells, registry)
+         "ipc": 10, "eval_arch": "mlp", "options": {"mlp": {"width": 8}}},
+        {"name": "resnet", "task": "condense", "dataset": "cifar10", "method": "random",
+         "ipc": 10, "eval_arch": "resnet18"}]}
+    wide, narrow, resnet = smoke.smoke_cells(build_suite(raw, "t", registry).cells, registry)
+    # a width declared later (absent from the real cell's options at its default) is cut too
+    assert resnet.options["resnet18"]["width"] == 16
     assert wide.options["convnet3"]["width"] == 16 and wide.options["convnet3"]["depth"] == 3
     assert wide.options["dm"]["iterations"] == 1
     assert narrow.options["mlp"]["width"] == 8

@@ -15,6 +15,12 @@ def _norm(default):
     return Choice(default, NORMS)
 
 
+def _width(published, doc):
+    """A channel-count option added after results were stored (``later``: identities of cells
+    at the published width unchanged); smoke runs take SMOKE_WIDTH."""
+    return Int(published, min=1, smoke=SMOKE_WIDTH, later=True, doc=doc)
+
+
 def _convnet(name, description, depth=None, norm=None):
     changes = {}
     if depth is not None:
@@ -28,7 +34,15 @@ def _convnet(name, description, depth=None, norm=None):
 def _resnet(depth, norm):
     return {"depth": Choice(depth, (18, 34, 50, 101, 152)),
             "stem": Choice("auto", ("auto", "cifar", "imagenet")),
-            "norm": Choice(norm, ("batchnorm", "instancenorm"))}
+            "norm": Choice(norm, ("batchnorm", "instancenorm")),
+            "width": _width(64, "channels of the first of the four stages (then x2, x4, x8; "
+                                "64 is the published network); the stem keeps timm's 64")}
+
+
+ALEXNET_WIDTH = _width(128, "channels of the first convolution; the others scale with it "
+                       "(128, 192, 256, 192, 192 at the published 128)")
+VGG_WIDTH = _width(64, "channels of the first convolution; the others scale with it "
+                   "(64 to 512 at the published 64)")
 
 
 @hookimpl
@@ -44,16 +58,16 @@ def kddbench_architectures():
     yield ArchitectureSpec("lenet", _N + "lenet", "LeNet-5 style: conv 6, conv 16, fc 120, 84")
     yield ArchitectureSpec("alexnet", _N + "alexnet",
                            "CIFAR-style AlexNet of the DC papers (128, 192, 256, 192, 192)",
-                           options={"norm": _norm("none")})
+                           options={"norm": _norm("none"), "width": ALEXNET_WIDTH})
     yield ArchitectureSpec("alexnet-bn", _N + "alexnet", "AlexNet with batch norm",
-                           options={"norm": _norm("batchnorm")})
+                           options={"norm": _norm("batchnorm"), "width": ALEXNET_WIDTH})
     yield ArchitectureSpec("alexcifarnet", _N + "alexcifarnet",
                            "Wang et al. 2018's CIFAR-10 net: 2x[conv5x5 64, ReLU, max-pool, "
                            "LRN], fc 384, 192 (after cuda-convnet)")
     yield ArchitectureSpec("vgg11", _N + "vgg11", "VGG-11 with instance norm (DC papers' pool)",
-                           options={"norm": _norm("instancenorm")})
+                           options={"norm": _norm("instancenorm"), "width": VGG_WIDTH})
     yield ArchitectureSpec("vgg11-bn", _N + "vgg11", "VGG-11 with batch norm",
-                           options={"norm": _norm("batchnorm")})
+                           options={"norm": _norm("batchnorm"), "width": VGG_WIDTH})
     yield ArchitectureSpec("resnet18", _N + "timm_resnet",
                            "ResNet-18 (timm); 3x3 stride-1 stem for images <= 64 px",
                            options=_resnet(18, "batchnorm"))

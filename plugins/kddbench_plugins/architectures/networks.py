@@ -130,26 +130,27 @@ def lenet(channels, num_classes, image_size) -> LeNet:
 class AlexNet(FeatureModel):
     """The CIFAR-style AlexNet of the DC papers' cross-architecture pool."""
 
-    def __init__(self, channels, num_classes, image_size, norm="none"):
+    def __init__(self, channels, num_classes, image_size, norm="none", width=128):
         super().__init__()
+        c1, c2, c3 = width, width * 3 // 2, width * 2  # 128, 192, 256 at the published width
 
         def block(cin, cout, k, pad, pool):
             layers = [nn.Conv2d(cin, cout, k, padding=pad), make_norm(norm, cout), nn.ReLU()]
             return nn.Sequential(*layers, nn.MaxPool2d(2, 2)) if pool else nn.Sequential(*layers)
 
         self.stages = nn.ModuleDict({
-            "conv1": block(channels, 128, 5, 4 if channels == 1 else 2, True),
-            "conv2": block(128, 192, 5, 2, True),
-            "conv3": block(192, 256, 3, 1, False),
-            "conv4": block(256, 192, 3, 1, False),
-            "conv5": block(192, 192, 3, 1, True),
+            "conv1": block(channels, c1, 5, 4 if channels == 1 else 2, True),
+            "conv2": block(c1, c2, 5, 2, True),
+            "conv3": block(c2, c3, 3, 1, False),
+            "conv4": block(c3, c2, 3, 1, False),
+            "conv5": block(c2, c2, 3, 1, True),
         })
         self.feature_names = tuple(self.stages) + ("embedding",)
         self.head = nn.Linear(_flat_size(self.stages, channels, image_size), num_classes)
 
 
-def alexnet(channels, num_classes, image_size, norm="none") -> AlexNet:
-    return AlexNet(channels, num_classes, image_size, norm)
+def alexnet(channels, num_classes, image_size, norm="none", width=128) -> AlexNet:
+    return AlexNet(channels, num_classes, image_size, norm, width)
 
 
 class AlexCifarNet(FeatureModel):
@@ -186,10 +187,12 @@ VGG11_CFG = [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"]
 
 
 class VGG11(FeatureModel):
-    def __init__(self, channels, num_classes, image_size, norm="instancenorm"):
+    def __init__(self, channels, num_classes, image_size, norm="instancenorm", width=64):
         super().__init__()
         stages, layers, c, first = {}, [], channels, True
         for v in VGG11_CFG:
+            if v != "M":
+                v = v * width // 64  # VGG11_CFG is the published width, 64
             if v == "M":
                 layers.append(nn.MaxPool2d(2, 2))
                 stages[f"stage{len(stages) + 1}"] = nn.Sequential(*layers)
@@ -203,8 +206,8 @@ class VGG11(FeatureModel):
         self.head = nn.Linear(_flat_size(self.stages, channels, image_size), num_classes)
 
 
-def vgg11(channels, num_classes, image_size, norm="instancenorm") -> VGG11:
-    return VGG11(channels, num_classes, image_size, norm)
+def vgg11(channels, num_classes, image_size, norm="instancenorm", width=64) -> VGG11:
+    return VGG11(channels, num_classes, image_size, norm, width)
 
 
 def _swap_batchnorm(module: nn.Module) -> None:
@@ -215,12 +218,14 @@ def _swap_batchnorm(module: nn.Module) -> None:
             _swap_batchnorm(child)
 
 
-def timm_resnet(channels, num_classes, image_size, depth=18, stem="auto", norm="batchnorm"):
-    """timm's ResNet; for small images (stem auto/cifar) a 3x3 stride-1 stem, no max-pool."""
+def timm_resnet(channels, num_classes, image_size, depth=18, stem="auto", norm="batchnorm",
+                width=64):
+    """timm's ResNet; for small images (stem auto/cifar) a 3x3 stride-1 stem, no max-pool.
+    ``width``: the first stage's channels (timm's ``channels`` = width x (1, 2, 4, 8))."""
     import timm
 
     model = timm.create_model(f"resnet{depth}", pretrained=False, num_classes=num_classes,
-                              in_chans=channels)
+                              in_chans=channels, channels=tuple(width * m for m in (1, 2, 4, 8)))
     small = stem == "cifar" or (stem == "auto" and max(image_size) <= 64)
     if small:
         model.conv1 = nn.Conv2d(channels, model.conv1.out_channels, 3, 1, 1, bias=False)

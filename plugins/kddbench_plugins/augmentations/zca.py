@@ -27,12 +27,28 @@ class ZCA:
 
     def fit(self, x_train: torch.Tensor) -> dict[str, torch.Tensor]:
         flat = x_train.reshape(x_train.shape[0], -1).double()
+        n, d = flat.shape
         mean = flat.mean(0)
         centred = flat - mean
-        cov = centred.T @ centred / max(flat.shape[0] - 1, 1)
+        if n - 1 < d:
+            return {"mean": mean.float().cpu(), "matrix": self._low_rank(centred).float().cpu()}
+        cov = centred.T @ centred / max(n - 1, 1)
         evals, evecs = torch.linalg.eigh(cov)
         matrix = evecs @ torch.diag((evals.clamp(min=0) + self.eps).rsqrt()) @ evecs.T
         return {"mean": mean.float().cpu(), "matrix": matrix.float().cpu()}
+
+    def _low_rank(self, centred: torch.Tensor) -> torch.Tensor:
+        """The same matrix when there are fewer images than features (a subset, a smoke run):
+        C has rank below N, so from the thin SVD centred = V diag(s) U^T, C = U diag(s^2 /
+        (N - 1)) U^T and every direction outside U has eigenvalue 0, which gives
+        eps^-1/2 I + U diag((s^2 / (N - 1) + eps)^-1/2 - eps^-1/2) U^T: an N x d SVD instead
+        of a d x d eigendecomposition (CIFAR: 3,072 x 3,072)."""
+        n, d = centred.shape
+        _, s, vh = torch.linalg.svd(centred, full_matrices=False)
+        evals = s.square() / max(n - 1, 1)
+        base = self.eps ** -0.5
+        scale = (evals + self.eps).rsqrt() - base
+        return base * torch.eye(d, dtype=centred.dtype) + (vh.T * scale) @ vh
 
     @staticmethod
     def apply(state: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
