@@ -275,6 +275,47 @@ def test_pad_soft_labels_and_each_part_can_be_switched_off():
     assert off.info["matched_params"] == tm.FlatNet(toy_request().build_net(0)).numel
 
 
+def test_pad_reference_options_labels_from_correct_experts_momentum_and_threshold():
+    """The PAD reference's label initialisation (the mean logits of the experts that classify
+    an image correctly), label momentum and loss threshold; at their defaults ours, and out
+    of the resolved options (cell identities kept)."""
+    spec = get_registry().get("condenser", "pad")
+    resolved = spec.resolve_options({})
+    assert not {"label_init", "label_momentum", "loss_threshold"} & set(resolved)
+    ours = tm.pad(toy_request(), **TINY, learn_labels=False)
+    ref = tm.pad(toy_request(), **TINY, learn_labels=False, label_init="mean_correct",
+                 label_momentum=0.9)
+    assert ref.info["label_init"] == "mean_correct" and ref.info["label_momentum"] == 0.9
+    assert ours.info["label_momentum"] == 0.5  # momentum's value
+    assert not torch.allclose(ours.labels, ref.labels)  # several experts, not expert 0 alone
+    assert ref.labels.argmax(1).tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
+    never = tm.pad(toy_request(), **TINY, loss_threshold=1e-9)  # every match is worse
+    assert never.info["skipped_updates"] == TINY["iterations"]
+    assert torch.equal(never.images, never.init_images)
+    always = tm.pad(toy_request(), **TINY, loss_threshold=1e9)
+    assert always.info["skipped_updates"] == 0 and not torch.equal(always.images,
+                                                                    always.init_images)
+    with pytest.raises(KddbenchError, match="label_init"):
+        tm.pad(toy_request(), **TINY, label_init="expert1")
+
+
+def test_mean_correct_logits_averages_only_the_experts_that_are_right():
+    class Net:
+        def __call__(self, theta, x):
+            return theta.view(1, -1).expand(x.shape[0], -1)
+
+    class Experts:  # three experts, one epoch each: constant logits
+        plan = type("Plan", (), {"num_experts": 3})()
+
+        def __getitem__(self, e):
+            return [torch.tensor([[2.0, 0.0], [0.0, 1.0], [4.0, 0.0]][e])]
+
+    images, labels = torch.zeros(2, 1), torch.tensor([0, 1])
+    out = tm.mean_correct_logits(Net(), Experts(), 0, images, labels, "cpu")
+    assert out[0].tolist() == [3.0, 0.0]  # experts 0 and 2 are right on class 0
+    assert out[1].tolist() == [0.0, 1.0]  # only expert 1 on class 1
+
+
 def test_pad_window_grows_with_the_iterations_and_the_budget():
     assert tm.pad_window(1)[2] < tm.pad_window(10)[2] < tm.pad_window(50)[2]
     syn = tm.pad(toy_request(), **dict(TINY, iterations=8, epochs=6, max_start_epoch=0),

@@ -245,7 +245,17 @@ def _trajectory_matching():
             soft_labels=Bool(True, doc="labels = an expert's logits on the images"),
             learn_labels=Bool(True), lr_label=Float(2.0, min=0),
             label_epoch=Int(-1, min=-1, doc="expert epoch of the labels; -1 = the window's "
-                            "end")), artifacts=_EXPERTS, cost=_COST)
+                            "end"),
+            label_init=Choice("expert0", ("expert0", "mean_correct"), later=True,
+                              doc="initial logits: expert 0's (ours), or per image the mean "
+                              "over the experts that classify it correctly (the PAD reference)"),
+            label_momentum=Float(-1.0, min=-1, max=1, later=True,
+                                 doc="SGD momentum of the learned labels; -1 = momentum's "
+                                 "(the PAD reference: 0.9)"),
+            loss_threshold=Float(0.0, min=0, later=True,
+                                 doc="update only after a match whose loss is at most this; 0 "
+                                 "= always (the PAD reference: 1.1 at IPC 1, 1.0 at IPC 10)")),
+        artifacts=_EXPERTS, cost=_COST)
 
 
 _CONDENSED = "kddbench_plugins.condensation.task:declared_artifacts"  # a cell's condensed set

@@ -525,6 +525,25 @@ def correctly_classified(fnet: FlatNet, theta: torch.Tensor, data: DataSplits,
     return torch.sort(torch.cat(keep)).values
 
 
+LABEL_INITS = ("expert0", "mean_correct")
+
+
+def mean_correct_logits(fnet: FlatNet, experts, epoch: int, images: torch.Tensor,
+                        labels: torch.Tensor, device) -> torch.Tensor:
+    """Per image, the mean of the logits (at ``epoch``) of the experts that classify it
+    correctly, as the PAD reference initialises its soft labels; an image no expert gets
+    right keeps the mean over all of them."""
+    right_sum, all_sum, count = None, None, torch.zeros(images.shape[0], device=images.device)
+    for e in range(experts.plan.num_experts):
+        logits = fnet(experts[e][epoch].to(device), images)
+        ok = (logits.argmax(1) == labels).to(logits.dtype)
+        right_sum = logits * ok[:, None] if right_sum is None else right_sum + logits * ok[:, None]
+        all_sum = logits if all_sum is None else all_sum + logits
+        count += ok
+    mean_all = all_sum / experts.plan.num_experts
+    return torch.where(count[:, None] > 0, right_sum / count.clamp(min=1)[:, None], mean_all)
+
+
 def class_first(logits: torch.Tensor, labels: torch.Tensor, margin: float = 1e-3):
     """``logits`` where each row's own class is raised to the row's maximum (plus a margin)
     when it is not already the largest, so every soft label keeps its class first."""
@@ -589,7 +608,8 @@ def trajectory_matching(
     expert_seed: int = 0, experts_in_memory: int = 4, deep_only: float = 0.0,
     deep_by: str = "modules", el2n_keep: float = 1.0, el2n_nets: int = 2, el2n_epochs: int = 2,
     soft_labels: bool = False, learn_labels: bool = False, lr_label: float = 2.0,
-    label_epoch: int = -1, checkpoint_every: int = 100, method: str = "mtt",
+    label_epoch: int = -1, label_init: str = "expert0", label_momentum: float = -1.0,
+    loss_threshold: float = 0.0, checkpoint_every: int = 100, method: str = "mtt",
 ) -> SyntheticSet:
     """MTT and its PAD/DATM extensions (``deep_only``, ``el2n_keep``, ``soft_labels``,
     ``learn_labels``, a growing window).  0 (or -1 / "auto") options follow ``setting``."""
@@ -615,6 +635,9 @@ def trajectory_matching(
         raise KddbenchError(f"deep_by must be one of {DEEP_BY}, not {deep_by!r}")
     if not 0.0 < el2n_keep <= 1.0:
         raise KddbenchError(f"el2n_keep is a fraction in (0, 1], not {el2n_keep}")
+    if label_init not in LABEL_INITS:
+        raise KddbenchError(f"label_init must be one of {LABEL_INITS}, not {label_init!r}")
+    label_momentum = momentum if label_momentum < 0 else float(label_momentum)
     # the expert epochs available bound the window (a tiny run clamps; info says so)
     epochs = max(1, int(epochs))
     expert_epochs = max(1, min(int(expert_epochs), epochs))
@@ -667,10 +690,14 @@ def trajectory_matching(
     hard = opt.labels
     if label_theta is not None:
         with torch.no_grad():
-            logits = class_first(fnet(label_theta, opt.init_images), hard)
+            if label_init == "mean_correct":
+                raw = mean_correct_logits(fnet, experts, ep, opt.init_images, hard, device)
+            else:
+                raw = fnet(label_theta, opt.init_images)
+            logits = class_first(raw, hard)
         label_logits = logits.detach().clone().requires_grad_(learn_labels)
         if learn_labels:
-            label_opt = torch.optim.SGD([label_logits], lr=lr_label, momentum=momentum)
+            label_opt = torch.optim.SGD([label_logits], lr=lr_label, momentum=label_momentum)
     if proxy.loaded:  # resumed: the learned lr and labels too
         with torch.no_grad():
             syn_lr.copy_(proxy.loaded["lr"].to(device))
@@ -699,6 +726,11 @@ def trajectory_matching(
         steps = plan_steps(n_syn, syn_steps, batch_syn, g, device)
         labels = label_logits if label_logits is not None else hard
         out = run(fnet, start, target, opt.images, labels, syn_lr, steps, aug, mask)
+        if loss_threshold > 0 and float(out.loss) > loss_threshold:
+            # the PAD reference skips the update of a match worse than its threshold
+            opt.record(float(out.loss), it, lr=float(syn_lr.detach()), start_epoch=float(t),
+                       start_distance=out.start_distance, skipped=1.0)
+            continue
         opt.zero_grad()
         lr_opt.zero_grad(set_to_none=True)
         opt.images.grad = out.image_grad
@@ -724,7 +756,11 @@ def trajectory_matching(
         "matched_params": int(mask.sum()) if mask is not None else fnet.numel,
         "el2n_keep": el2n_keep, "kept_real": int(train_data.x_train.shape[0]),
         "soft_labels": soft_labels, "learn_labels": learn_labels, "init": init,
-        "augment": augment})
+        "augment": augment, **({"label_init": label_init, "label_momentum": label_momentum}
+                               if soft_labels else {}),
+        **({"loss_threshold": loss_threshold,
+            "skipped_updates": sum(1 for row in opt.curve if row.get("skipped"))}
+           if loss_threshold > 0 else {})})
     result.lr = float(syn_lr.detach())
     if label_logits is not None:
         result.labels = F.softmax(label_logits.detach(), dim=1)
@@ -768,6 +804,7 @@ def pad(request: CondenseRequest, *, setting: str = "auto", iterations: int = 50
         el2n_keep: float = 0.9,
         el2n_nets: int = 2, el2n_epochs: int = 2, soft_labels: bool = True,
         learn_labels: bool = True, lr_label: float = 2.0, label_epoch: int = -1,
+        label_init: str = "expert0", label_momentum: float = -1.0, loss_threshold: float = 0.0,
         checkpoint_every: int = 100) -> SyntheticSet:
     """PAD (Li et al. 2024) on DATM (Guo et al. 2024); each part has its switch:
     ``window`` (budget-aligned, growing window of start epochs), ``el2n_keep`` (1.0 = no data
@@ -794,4 +831,5 @@ def pad(request: CondenseRequest, *, setting: str = "auto", iterations: int = 50
         el2n_keep=el2n_keep,
         el2n_nets=el2n_nets, el2n_epochs=el2n_epochs, soft_labels=soft_labels,
         learn_labels=learn_labels, lr_label=lr_label, label_epoch=label_epoch,
+        label_init=label_init, label_momentum=label_momentum, loss_threshold=loss_threshold,
         checkpoint_every=checkpoint_every, method="pad")
