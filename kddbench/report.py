@@ -322,8 +322,9 @@ def _seeds_text(seeds: Sequence[int]) -> str:
 
 def _values_text(axis: str, values: list[str]) -> str:
     text = ", ".join(values)
-    return f"{axis} {text}" if len(values) <= 6 and len(text) <= 60 else \
-        f"{axis}: {len(values)} values"
+    if len(values) <= 6 and len(text) <= 60:
+        return f"{axis} {text}"
+    return f"{axis}: 1 value" if len(values) == 1 else f"{axis}: {len(values)} values"
 
 
 def scope_lines(suite) -> list[str]:
