@@ -25,7 +25,10 @@ training R / 0.29 img/s; a 10,000-image test pass 970 / R s; a DM iteration
 (2,560 x 0.097 + 100 x 0.29) / R s; a DC/DSA outer iteration
 (10 x (2,560 + 2 x 100) + 9 x 50 x 100) x 0.29 / R s.  The reference code, measured by the
 project at 186 GFLOP/s, ran at 1.16x (training), 1.8x (test pass), 1.63x (DM) and 1.33x
-(DC/DSA) its floor; our targets are 1.1x, 1.6x, 1.4x and 1.25x.
+(DC/DSA) its floor; our targets are 1.1x, 1.6x, 1.4x and 1.25x.  Those reference ratios
+are an earlier measurement; ``benchmarks/reference_driver.py dm_iteration`` (and
+``datadam_iteration``, ``dd_eval_train``, ``dd_test_pass``, ``dc_match_loss``) time the
+reference code itself beside ours, in the same run.
 """
 from __future__ import annotations
 

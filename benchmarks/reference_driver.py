@@ -45,6 +45,23 @@ imports from it and the settings both sides run):
 * ``mtt_unroll_constant``: the same iteration with our constant-memory unroll (TESLA, Cui et
   al. 2023; ``unroll = "constant"``, the default of ``mtt``) against their plain one.
 
+* ``dm_iteration``: one iteration of distribution matching (Zhao & Bilen 2023) at IPC 10:
+  ConvNet-3 (instance norm) embeddings of ``--images`` real CIFAR-shaped images per class and
+  of the 100 synthetic ones, DSA with one draw per class shared by its real and synthetic
+  images, the summed squared distance of the class means, and its gradient w.r.t. the
+  synthetic images.  Theirs: what ``main_DM.py`` of the DatasetCondensation code base does per
+  iteration (its loop lives in ``main``), written here around its network's ``embed`` and its
+  ``DiffAugment``; ours: ``dm_backward`` of ``kddbench_plugins.condensation.
+  distribution_matching`` (chunked embeddings on a CPU, the same loss).
+* ``datadam_iteration``: one iteration of DataDAM (Sajedi et al. 2023) at its released code's
+  setting (batch-norm ConvNet-3, ``--images`` real images per class, IPC 10, p 1, the
+  embedding term weighted 0.01, everything x100).  Theirs: what ``main_DataDAM.py`` does per
+  iteration, written here around its ``networks.ConvNet`` (forward hooks on the ReLUs of
+  ``features``), ``get_attention`` and ``DiffAugment``; ours: ``datadam_backward``.  Their maps
+  are taken at the ReLU outputs before pooling, ours at the stage outputs after it
+  (docs/condense.md); the agreement is therefore checked on both networks without pooling,
+  where the two are the same maps, and the timed rounds use the pooled networks.
+
 * ``ddwang_iteration``: one outer iteration of Wang et al. 2018's Algorithm 1 at the MNIST
   setting (LeNet, 10 classes, 1 distilled image per class per step, ``--syn-steps`` steps
   repeated for ``--epochs`` epochs, a real batch of ``--images``): the unrolled descent from
@@ -62,9 +79,11 @@ imports from it and the settings both sides run):
   ``response``, ``dkd``, ``attention`` and ``relational`` losses with their cross-entropy
   weight 0, so only the distillation terms are compared.
 
-For ``dc_match_loss``, ``kd_losses``, ``ddwang_iteration`` and the two ``mtt`` workloads the
-driver first checks that both sides compute the same thing and prints the relative
-differences (``agreement``).  For ``ddwang``: from the same weights, images, step sizes and
+For ``dc_match_loss``, ``kd_losses``, ``ddwang_iteration``, ``dm_iteration``,
+``datadam_iteration`` and the two ``mtt`` workloads the driver first checks that both sides
+compute the same thing and prints the relative differences (``agreement``).  For ``dm`` and
+``datadam``: with augmentation off, on one network (theirs carries our weights), the loss and
+the image gradient.  For ``ddwang``: from the same weights, images, step sizes and
 real batch, the loss and the gradients of the images and the step sizes.  For ``mtt``: with
 augmentation off, from the same parameters and images, the loss and the image gradient
 (both networks have the same layers in the same order, so one flat parameter vector serves
@@ -111,6 +130,13 @@ DATASET_CONDENSATION = Reference(
     "2021 (DSA) and 2023 (DM)")
 
 
+DATADAM = Reference(
+    "DataDAM", "https://github.com/DataDistillation/DataDAM.git",
+    "0f6ea09ed019073933c9bd46382cd4aa3bec7fb8", "utils",
+    "Sajedi, Khaki, Amjadian, Liu, Lawryshyn & Plataniotis 2023, 'DataDAM: Efficient Dataset "
+    "Distillation with Attention Matching'; its utils.py imports kornia, scipy and tqdm")
+
+
 MTT = Reference(
     "mtt-distillation", "https://github.com/GeorgeCazenavette/mtt-distillation.git",
     "50dccea47ba48b9cfb3b9c59375d7da92e4e603b", "utils",
@@ -153,14 +179,16 @@ def _dd_tensors(s):
     return x.to(s.device), y.to(s.device)
 
 
-def _our_net(s, arch: str = "convnet3", channels: int = 3, side: int = 32):
-    """Our ``arch`` with its default options for 10 classes, its weights drawn from seed 0."""
+def _our_net(s, arch: str = "convnet3", channels: int = 3, side: int = 32, **options):
+    """Our ``arch`` for 10 classes, ``options`` over its defaults, its weights drawn from
+    seed 0."""
     from kddbench.plugins import get_registry
     from kddbench.protocol import seeded
 
     spec = get_registry().get("architecture", arch)
     with seeded(0):
-        return spec.load()(channels, 10, (side, side), **spec.resolve_options(None)).to(s.device)
+        return spec.load()(channels, 10, (side, side),
+                           **spec.resolve_options(options or None)).to(s.device)
 
 
 def _rel_diff(ours, theirs) -> float:
@@ -234,6 +262,7 @@ def _dd_test_setup(ref, s):
 
 
 DSA_STRATEGY = "color_crop_cutout_flip_scale_rotate"  # the reference code bases' default
+IPC = 10  # synthetic images per class of the dm and datadam workloads
 
 
 # -- the condensation methods' parts: DSA augmentation, the gradient-matching distance -------
@@ -358,6 +387,189 @@ def _mtt_agreement(st) -> dict:
             "loss_rel_diff_constant": _rel_diff(loss_c, loss_t),
             "image_grad_rel_diff_full": _rel_diff(grad_o, grad_t),
             "image_grad_rel_diff_constant": _rel_diff(grad_c, grad_t)}
+
+
+# -- distribution and attention matching: one iteration ---------------------------------------
+def _by_class(s, n_per_class: int, seed: int):
+    """CIFAR-shaped images sorted by class, ``n_per_class`` of each of 10 classes."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(10 * n_per_class, 3, 32, 32, generator=g)
+    y = torch.arange(10).repeat_interleave(n_per_class)
+    return x.to(s.device), y.to(s.device)
+
+
+def _copy_parameters(theirs, ours, what: str) -> None:
+    """Their network gets our weights (same layers in the same order)."""
+    import torch
+
+    _check_same_parameters([p.shape for p in theirs.parameters()],
+                           [p.shape for p in ours.parameters()], what)
+    with torch.no_grad():
+        for t, o in zip(theirs.parameters(), ours.parameters()):
+            t.copy_(o)
+
+
+def _matching_setup(s, our_net, their_net, what: str):
+    """Shared by DM and DataDAM: one frozen network on both sides (their copy has our
+    weights), ``--images`` real images per class and IPC 10 synthetic ones, our DSA and
+    theirs."""
+    import torch
+
+    from kddbench_plugins.augmentations.dsa import dsa
+
+    _copy_parameters(their_net, our_net, what)
+    for net in (our_net, their_net):
+        net.requires_grad_(False)
+        net.train()  # both references embed in training mode
+    x_real, y_real = _by_class(s, s.images, 4)
+    x_syn, y_syn = _by_class(s, IPC, 5)
+    return SimpleNamespace(s=s, ours_net=our_net, theirs_net=their_net, x_real=x_real,
+                           y_real=y_real, images=x_syn.requires_grad_(True), y_syn=y_syn,
+                           aug=dsa(None), gen=torch.Generator(s.device).manual_seed(6))
+
+
+def _dsa_pairs_theirs(st, per_class):
+    """Their per-class DiffAugment of real and synthetic images with one seed per class
+    (what their loops do); ``per_class(c, real_c, syn_c)`` gets each class's pair."""
+    for c in range(10):
+        real = st.x_real[st.y_real == c]
+        syn = st.images[c * IPC:(c + 1) * IPC]
+        if st.augment:
+            seed = int(time.time() * 1000) % 100000
+            real = st.ref.DiffAugment(real, DSA_STRATEGY, seed=seed, param=st.param)
+            syn = st.ref.DiffAugment(syn, DSA_STRATEGY, seed=seed, param=st.param)
+        per_class(c, real, syn)
+
+
+def _dm_setup(ref, s):
+    from kddbench_plugins.condensation import distribution_matching as dmm
+    from kddbench_plugins.condensation.synthesis import auto_chunk
+
+    st = _matching_setup(s, _our_net(s), ref.get_network("ConvNet", 3, 10, (32, 32))
+                         .to(s.device), "ConvNet")
+    st.ref, st.dmm, st.param = ref, dmm, ref.ParamDiffAug()
+    st.chunk = auto_chunk(st.ours_net, st.x_real[:2])
+    st.agreement = _gradient_agreement(st, _dm_ours, _dm_theirs)
+    return st
+
+
+def _dm_ours(st, aug=True):
+    """What our ``dm`` does per iteration, on the workload's network and images."""
+    from kddbench_plugins.condensation.distribution_matching import _augment_pair
+
+    st.images.grad = None
+    x_real, x_syn = _augment_pair(st.aug if aug else None, st.x_real, st.y_real, st.images,
+                                  st.y_syn, 10, st.gen)
+    loss = st.dmm.dm_backward(st.ours_net, x_real, st.y_real, x_syn, st.y_syn, 10, False,
+                              st.chunk)
+    return float(loss), st.images.grad.detach().clone()
+
+
+def _dm_theirs(st, aug=True):
+    """What their main_DM.py does per iteration (ConvNet without batch norm), written here
+    around their network's ``embed`` and their ``DiffAugment``."""
+    import torch
+
+    st.images.grad, st.augment = None, aug
+    loss = torch.zeros((), device=st.images.device)
+
+    def per_class(c, real, syn):
+        nonlocal loss
+        out_real = st.theirs_net.embed(real).detach()
+        out_syn = st.theirs_net.embed(syn)
+        loss = loss + torch.sum((out_real.mean(0) - out_syn.mean(0)) ** 2)
+
+    _dsa_pairs_theirs(st, per_class)
+    loss.backward()
+    return float(loss.detach()), st.images.grad.detach().clone()
+
+
+def _gradient_agreement(st, ours, theirs) -> dict:
+    """Loss and image gradient of ours and theirs, augmentation off, same net and images."""
+    loss_o, grad_o = ours(st, aug=False)
+    loss_t, grad_t = theirs(st, aug=False)
+    return {"loss_ours": loss_o, "loss_theirs": loss_t, "loss_rel_diff": _rel_diff(loss_o, loss_t),
+            "image_grad_rel_diff": _rel_diff(grad_o, grad_t)}
+
+
+def _datadam_setup(ref, s, pool: bool = True):
+    """DataDAM at its released code's setting (batch-norm ConvNet-3, p 1, the embedding term
+    weighted 0.01, x100).  Their attention maps are the ReLU outputs before pooling, ours the
+    stage outputs after it; without pooling the two are the same maps, which is how the
+    agreement is checked (``pool = False``, in a separate pair of networks)."""
+    from kddbench_plugins.condensation import distribution_matching as dmm
+
+    networks = importlib.import_module("networks")
+
+    def pair(pooling: bool):
+        ours = _our_net(s, norm="batchnorm", pool="avgpool" if pooling else "none")
+        theirs = networks.ConvNet(channel=3, num_classes=10, net_width=128, net_depth=3,
+                                  net_act="relu", net_norm="batchnorm",
+                                  net_pooling="avgpooling" if pooling else "none",
+                                  im_size=(32, 32)).to(s.device)
+        return ours, theirs
+
+    ours, theirs = pair(False)
+    st = _matching_setup(s, ours, theirs, "ConvNet (batch norm)")
+    st.ref, st.dmm, st.param, st.get_attention = ref, dmm, ref.ParamDiffAug(), ref.get_attention
+    st.agreement = _gradient_agreement(st, _datadam_ours, _datadam_theirs)
+    if pool:  # the timed networks: the method's ConvNet-3, with pooling
+        st.ours_net, st.theirs_net = pair(True)
+        _copy_parameters(st.theirs_net, st.ours_net, "ConvNet (batch norm)")
+        for net in (st.ours_net, st.theirs_net):
+            net.requires_grad_(False)
+            net.train()
+    return st
+
+
+def _datadam_ours(st, aug=True):
+    """What our ``datadam`` does per iteration at the code setting (batch norm: no chunks)."""
+    from kddbench_plugins.condensation.distribution_matching import _augment_pair
+
+    st.images.grad = None
+    x_real, x_syn = _augment_pair(st.aug if aug else None, st.x_real, st.y_real, st.images,
+                                  st.y_syn, 10, st.gen)
+    loss, _, _ = st.dmm.datadam_backward(st.ours_net, x_real, st.y_real, x_syn, st.y_syn, 10,
+                                         1.0, 0.01, 100.0, 0)
+    return float(loss), st.images.grad.detach().clone()
+
+
+def _datadam_theirs(st, aug=True):
+    """What their main_DataDAM.py does per iteration, written here around their ConvNet (its
+    forward returns the embedding first), their ``get_attention`` and ``DiffAugment``: forward
+    hooks on the ReLUs of ``features``, every map but the last's matched by class mean, and the
+    embedding's class means, weighted 0.01, everything x100."""
+    import torch
+
+    st.images.grad, st.augment = None, aug
+    reals, syns = [], []
+    _dsa_pairs_theirs(st, lambda c, real, syn: (reals.append(real), syns.append(syn)))
+    real, syn = torch.cat(reals), torch.cat(syns)
+    captured: list = []
+    hooks = [m.register_forward_hook(lambda _m, _i, out: captured.append(out.clone()))
+             for m in st.theirs_net.features if isinstance(m, torch.nn.ReLU)]
+    try:
+        emb_real = st.theirs_net(real)[0].detach()
+        maps_real, captured[:] = list(captured), []
+        emb_syn = st.theirs_net(syn)[0]
+        maps_syn = list(captured)
+    finally:
+        for h in hooks:
+            h.remove()
+    n_real = real.shape[0] // 10
+
+    def err(a, b, na, nb):
+        return torch.sum((a.reshape(10, na, -1).mean(1) - b.reshape(10, nb, -1).mean(1)) ** 2)
+
+    loss = torch.zeros((), device=real.device)
+    for a, b in zip(maps_real[:-1], maps_syn[:-1]):
+        loss = loss + 100 * err(st.get_attention(a.detach(), param=1, exp=1, norm="l2"),
+                                st.get_attention(b, param=1, exp=1, norm="l2"), n_real, IPC)
+    loss = loss + 100 * 0.01 * err(emb_real, emb_syn, n_real, IPC)
+    loss.backward()
+    return float(loss.detach()), st.images.grad.detach().clone()
 
 
 # -- knowledge distillation: the losses ------------------------------------------------------
@@ -510,6 +722,15 @@ WORKLOADS = {w.name: w for w in (
              "the gradient-matching distance on ConvNet-3's gradients, forward and backward, "
              "E times", _match_setup, _match_ours, _match_theirs,
              {"images": 256, "epochs": 20}),
+    Workload("dm_iteration", DATASET_CONDENSATION,
+             "one DM iteration: ConvNet-3 embeddings of N real images per class and IPC 10 "
+             "synthetic ones (CIFAR-shaped), DSA, the class-mean distance and its image "
+             "gradient", _dm_setup, _dm_ours, _dm_theirs, {"images": 256, "epochs": 0}),
+    Workload("datadam_iteration", DATADAM,
+             "one DataDAM iteration at its code's setting: batch-norm ConvNet-3, N real images "
+             "per class and IPC 10 synthetic ones (CIFAR-shaped), DSA, attention maps and "
+             "embeddings matched by class mean, the image gradient",
+             _datadam_setup, _datadam_ours, _datadam_theirs, {"images": 64, "epochs": 0}),
     Workload("kd_losses", MDISTILLER,
              "four KD losses (tempered KL, DKD, attention transfer, relational KD), forward and "
              "backward, E times on a batch of N", _kd_setup, _kd_ours, _kd_theirs,
@@ -529,7 +750,7 @@ WORKLOADS = {w.name: w for w in (
 )}
 
 
-_CHECKED = (_match_setup, _kd_setup, _ddwang_setup, _mtt_setup)  # the setups that check agreement
+_CHECKED = (_match_setup, _kd_setup, _ddwang_setup, _mtt_setup, _dm_setup, _datadam_setup)  # the setups that check agreement
 
 
 # -- getting the reference ---------------------------------------------------------------------

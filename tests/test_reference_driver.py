@@ -262,6 +262,82 @@ def test_syn_steps_must_be_positive(driver, mtt_stand_in, capsys):
     assert "--syn-steps" in _err(capsys)
 
 
+MATCHING_UTILS = '''
+import torch
+from torch import nn
+
+class ConvNet(nn.Module):
+    """Three conv blocks and a linear head; ``embed`` is the flattened features."""
+    def __init__(self, channel, num_classes, net_width=128, net_depth=3, net_act="relu",
+                 net_norm="instancenorm", net_pooling="avgpooling", im_size=(32, 32)):
+        super().__init__()
+        layers, c, side = [], channel, im_size[0]
+        for _ in range(net_depth):
+            norm = (nn.BatchNorm2d(net_width) if net_norm == "batchnorm"
+                    else nn.GroupNorm(net_width, net_width, affine=True))
+            layers += [nn.Conv2d(c, net_width, 3, padding=1), norm, nn.ReLU(inplace=True)]
+            if net_pooling == "avgpooling":
+                layers.append(nn.AvgPool2d(2))
+                side //= 2
+            c = net_width
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Linear(net_width * side * side * WIDE, num_classes)
+    def embed(self, x):
+        return self.features(x).flatten(1)
+    def forward(self, x):  # as DataDAM's: the embedding first
+        emb = self.embed(x)
+        return emb, self.classifier(emb)
+
+def get_network(model, channel, num_classes, im_size=(32, 32)):
+    assert model == "ConvNet"
+    return ConvNet(channel, num_classes, im_size=im_size)
+
+class ParamDiffAug:
+    pass
+
+def DiffAugment(x, strategy="", seed=-1, param=None):
+    CALLS.append(seed >= 0)
+    return x.flip(3)
+
+def get_attention(feature_set, param=0, exp=4, norm="l2"):
+    assert param == 1 and norm == "l2"
+    a = feature_set.abs().pow(exp).sum(1).reshape(feature_set.shape[0], -1)
+    return torch.nn.functional.normalize(a, p=2.0)
+
+CALLS = []
+WIDE = 1
+'''
+
+
+@pytest.fixture
+def matching_stand_in(tmp_path):
+    yield from _laid_out(tmp_path, {"utils.py": MATCHING_UTILS,
+                                    "networks.py": "from utils import ConvNet\n"})
+
+
+@pytest.mark.parametrize("workload", ["dm_iteration", "datadam_iteration"])
+def test_matching_workloads_check_agreement_then_time(driver, matching_stand_in, capsys,
+                                                      tmp_path, workload):
+    result = _run(driver, tmp_path, [workload, "--reference", str(matching_stand_in),
+                                     "--images", "2", "--rounds", "1"])
+    assert "agreement of ours and theirs" in capsys.readouterr().out
+    agreement = result["agreement"]
+    assert agreement["loss_rel_diff"] < 1e-5 and agreement["image_grad_rel_diff"] < 1e-4
+    # their DSA, one seeded draw for each class's real and synthetic images, in the timed
+    # calls only (warm-up + 1 round)
+    assert sys.modules["utils"].CALLS == [True] * 2 * 10 * 2
+
+
+@pytest.mark.parametrize("workload", ["dm_iteration", "datadam_iteration"])
+def test_matching_workloads_refuse_a_different_network(driver, matching_stand_in, capsys,
+                                                       workload):
+    text = (matching_stand_in / "utils.py").read_text().replace("WIDE = 1", "WIDE = 2")
+    (matching_stand_in / "utils.py").write_text(text)
+    assert driver.main([workload, "--reference", str(matching_stand_in), "--images", "1",
+                        "--rounds", "1"]) == 2
+    assert "differ from ours" in _err(capsys)
+
+
 DDWANG_NETWORKS = '''
 import torch
 from torch import nn

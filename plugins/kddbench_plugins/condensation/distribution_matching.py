@@ -85,6 +85,27 @@ def dm_loss(net: nn.Module, x_real: torch.Tensor, y_real: torch.Tensor, x_syn: t
     return ((mr - ms) ** 2).sum()
 
 
+def dm_backward(net: nn.Module, x_real: torch.Tensor, y_real: torch.Tensor,
+                x_syn: torch.Tensor, y_syn: torch.Tensor, num_classes: int, per_class: bool,
+                chunk: int) -> torch.Tensor:
+    """One DM iteration on a frozen ``net``: :func:`dm_loss`, backpropagated into ``x_syn``
+    (and what it was computed from); returns the loss, detached.  Without batch norm the
+    embeddings run in chunks of ``chunk`` images (0: at once), the same loss and gradient."""
+    if per_class:
+        loss = dm_loss(net, x_real, y_real, x_syn, y_syn, num_classes, per_class=True)
+        loss.backward()
+        return loss.detach()
+
+    def emb(t):
+        return embed(net, t)
+
+    with torch.no_grad():
+        mr = class_means(map_chunks(emb, x_real, chunk), y_real, num_classes)
+    loss, _ = backward_through(
+        emb, x_syn, lambda es: ((mr - class_means(es, y_syn, num_classes)) ** 2).sum(), chunk)
+    return loss
+
+
 def dm(request: CondenseRequest, *, iterations: int = 20000, batch_real: int = 256,
        lr_img: float = 0.0, momentum_img: float = 0.5, init: str = "real",
        augment: str = "dsa", checkpoint_every: int = 100) -> SyntheticSet:
@@ -103,18 +124,8 @@ def dm(request: CondenseRequest, *, iterations: int = 20000, batch_real: int = 2
         idx, y_real = sampler.sample(batch_real, g)
         x_real, x_syn = _augment_pair(aug, data.x_train[idx], y_real, opt.images, y_syn, c, g)
         opt.zero_grad()
-        if per_class:
-            loss = dm_loss(net, x_real, y_real, x_syn, y_syn, c, per_class=True)
-            loss.backward()
-        else:
-            def emb(t, net=net):
-                return embed(net, t)
-
-            with torch.no_grad():
-                mr = class_means(map_chunks(emb, x_real, chunk), y_real, c)
-            loss, _ = backward_through(
-                emb, x_syn, lambda es: ((mr - class_means(es, y_syn, c)) ** 2).sum(), chunk)
-        opt.update(float(loss.detach()), it)
+        loss = dm_backward(net, x_real, y_real, x_syn, y_syn, c, per_class, chunk)
+        opt.update(float(loss), it)
     return opt.result({"iterations": iterations, "lr_img": lr, "augment": augment,
                        "init": init, "per_class_forward": bool(per_class)})
 
@@ -170,6 +181,23 @@ def datadam_loss(net: nn.Module, x_real, y_real, x_syn, y_syn, num_classes: int,
         *_attention_outputs(net, x_syn, p))
 
 
+def datadam_backward(net: nn.Module, x_real, y_real, x_syn, y_syn, num_classes: int, p: float,
+                     lambda_mmd: float, loss_scale: float, chunk: int):
+    """One DataDAM iteration on a frozen ``net``: :func:`datadam_loss`, backpropagated into
+    ``x_syn`` (and what it was computed from), in chunks of ``chunk`` images (0: at once);
+    returns (loss detached, attention part, embedding part)."""
+    def outputs(t):
+        return _attention_outputs(net, t, p)
+
+    with torch.no_grad():
+        real_means = [class_means(r, y_real, num_classes)
+                      for r in map_chunks(outputs, x_real, chunk)]
+    loss, (att, emb) = backward_through(
+        outputs, x_syn, _datadam_objective(real_means, y_syn, num_classes, lambda_mmd,
+                                           loss_scale), chunk)
+    return loss, att, emb
+
+
 def datadam(request: CondenseRequest, *, setting: str = "paper", iterations: int = 0,
             p: float = 0.0, batch_real: int = 0, norm: str = "auto", lr_img: float = 0.0,
             momentum_img: float = 0.5, lambda_mmd: float = 0.01, loss_scale: float = 100.0,
@@ -201,16 +229,9 @@ def datadam(request: CondenseRequest, *, setting: str = "paper", iterations: int
         if chunk is None:  # batch norm in training mode mixes the batch: no chunks
             chunk = 0 if has_batchnorm(net) else auto_chunk(net, data.x_train[:2])
 
-        def outputs(t, net=net):
-            return _attention_outputs(net, t, p)
-
-        with torch.no_grad():
-            real_means = [class_means(r, y_real, c)
-                          for r in map_chunks(outputs, x_real, chunk)]
         opt.zero_grad()
-        loss, (att, emb) = backward_through(
-            outputs, x_syn, _datadam_objective(real_means, y_syn, c, lambda_mmd, loss_scale),
-            chunk)
+        loss, att, emb = datadam_backward(net, x_real, y_real, x_syn, y_syn, c, p, lambda_mmd,
+                                          loss_scale, chunk)
         opt.update(float(loss), it, attention=att, embedding=emb)
     return opt.result({"setting": setting, "iterations": iterations, "p": p,
                        "batch_real": batch_real, "norm": norm, "lr_img": lr, "init": init,
