@@ -299,6 +299,25 @@ def test_pad_reference_options_labels_from_correct_experts_momentum_and_threshol
         tm.pad(toy_request(), **TINY, label_init="expert1")
 
 
+def test_label_epoch_at_or_above_epochs_takes_the_experts_last(monkeypatch):
+    """``label_epoch`` >= ``epochs`` (the PAD reference's last stored epoch) selects the
+    initial images and the labels at epoch ``epochs``; -1 at the window's end."""
+    seen = []
+    real = tm.mean_correct_logits
+
+    def spy(fnet, experts, epoch, *args):
+        seen.append(epoch)
+        return real(fnet, experts, epoch, *args)
+
+    monkeypatch.setattr(tm, "mean_correct_logits", spy)
+    runs = {e: tm.pad(toy_request(), **{**TINY, "iterations": 1}, learn_labels=False,
+                      label_init="mean_correct", label_epoch=e) for e in (-1, 3, 99)}
+    assert seen == [TINY["max_start_epoch"], TINY["epochs"], TINY["epochs"]]
+    assert torch.equal(runs[3].labels, runs[99].labels)
+    assert torch.equal(runs[3].init_images, runs[99].init_images)
+    assert not torch.equal(runs[-1].labels, runs[3].labels)
+
+
 def test_mean_correct_logits_averages_only_the_experts_that_are_right():
     class Net:
         def __call__(self, theta, x):

@@ -244,8 +244,9 @@ def _trajectory_matching():
             el2n_nets=Int(2, min=1), el2n_epochs=Int(2, min=0, smoke=1),
             soft_labels=Bool(True, doc="labels = an expert's logits on the images"),
             learn_labels=Bool(True), lr_label=Float(2.0, min=0),
-            label_epoch=Int(-1, min=-1, doc="expert epoch of the labels; -1 = the window's "
-                            "end"),
+            label_epoch=Int(-1, min=-1, doc="expert epoch of the labels and of the initial "
+                            "images' selection; -1 = the window's end; at or above `epochs`: "
+                            "the experts' last (the PAD reference's)"),
             label_init=Choice("expert0", ("expert0", "mean_correct"), later=True,
                               doc="initial logits: expert 0's (ours), or per image the mean "
                               "over the experts that classify it correctly (the PAD reference)"),
