@@ -12,6 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
+from . import allocator
 from .cells import Cell
 from .errors import KddbenchError
 # the executor contract lives in kddbench.executor; these names stay importable from here
@@ -50,6 +51,7 @@ def environment(registry: Registry, device: str) -> dict[str, Any]:
         "git": git_revision(),
         "device": device,
         "torch_threads": torch.get_num_threads(),
+        "cpu_allocator": allocator.configure(),
         "plugins": registry.plugin_versions(),
     }
     if device.startswith("cuda"):
@@ -64,6 +66,7 @@ def make_context(settings: RunSettings, registry: Registry | None = None):
 
     if settings.threads:
         torch.set_num_threads(settings.threads)
+    allocator.configure()  # before the data and the networks take their memory
     registry = registry or get_registry()
     kwargs: dict[str, Any] = {}
     if settings.data_root:
