@@ -13,6 +13,8 @@ Workloads (one thread each; the values are random: speed does not depend on them
   steps of ConvNet-3 on IPC 10 (100 images), no augmentation.
 * ``train``: :func:`kddbench.protocol.train`, ConvNet-3, 1,000 images, batch 256 (micro-batched
   on a CPU), one epoch.
+* ``train_resnet18``: the same on ResNet-18 (batch norm: never micro-batched) with the IPC-10
+  set (100 images in one batch), 2 epochs -- a cross-architecture evaluation's steps.
 * ``dm``: one DM iteration (``dm_backward``: 256 real images per class, IPC 10; chunked).
 
 Printed per workload: the best seconds of each child (median over rounds), their ratio
@@ -29,9 +31,9 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-WORKLOADS = ("mtt_full", "mtt_constant", "train", "dm")
-SIZES = {"mnist": dict(side=28, width=128, depth=3, ipc=10, real=256, train=1000),
-         "tiny": dict(side=16, width=16, depth=2, ipc=2, real=8, train=64)}
+WORKLOADS = ("mtt_full", "mtt_constant", "train", "train_resnet18", "dm")
+SIZES = {"mnist": dict(side=28, width=128, depth=3, ipc=10, real=256, train=1000, resnet=64),
+         "tiny": dict(side=16, width=16, depth=2, ipc=2, real=8, train=64, resnet=8)}
 
 
 def child(workload: str, size: str) -> dict:
@@ -88,6 +90,16 @@ def _workload(name: str, s: dict):
         recipe = Recipe(epochs=1, batch_size=256, lr=0.01, momentum=0.9, weight_decay=5e-4,
                         schedule="constant")
         return lambda: train(net, x, y, recipe, make_generator(0))
+    if name == "train_resnet18":
+        from kddbench.plugins import get_registry
+        from kddbench.protocol import Recipe, make_generator, train
+
+        spec = get_registry().get("architecture", "resnet18")
+        resnet = spec.load()(1, 10, (s["side"], s["side"]),
+                             **spec.resolve_options({"width": s["resnet"]}))
+        recipe = Recipe(epochs=2, batch_size=256, lr=0.01, momentum=0.9, weight_decay=5e-4,
+                        schedule="constant")
+        return lambda: train(resnet, images, labels, recipe, make_generator(0))
     if name == "dm":
         from kddbench_plugins.condensation.distribution_matching import dm_backward
         from kddbench_plugins.condensation.synthesis import auto_chunk
