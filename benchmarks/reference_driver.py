@@ -45,6 +45,14 @@ imports from it and the settings both sides run):
 * ``mtt_unroll_constant``: the same iteration with our constant-memory unroll (TESLA, Cui et
   al. 2023; ``unroll = "constant"``, the default of ``mtt``) against their plain one.
 
+* ``pad_unroll`` / ``pad_unroll_constant``: one PAD iteration (Li et al. 2024) as its
+  ``distill/PAD_depth.py`` does it: the ``mtt_unroll`` iteration on learned soft labels
+  (logits, trained on as cross-entropy against their softmax) with the first half of the flat
+  parameter elements (its CIFAR-10 IPC-10 ``depth_ratio``) left out of the loss's numerator
+  and denominator.  Theirs: that script's loop, written here around the PAD code base's
+  ``ReparamModule`` and its ``utils/utils_baseline.py`` (``get_network``, ``DiffAugment``);
+  ours: ``unroll_full`` / ``unroll_constant`` with ``FlatNet.deep_mask(0.5, "parameters")``.
+  The agreement covers the loss and the gradients of the images, the logits and the step size.
 * ``dm_iteration``: one iteration of distribution matching (Zhao & Bilen 2023) at IPC 10:
   ConvNet-3 (instance norm) embeddings of ``--images`` real CIFAR-shaped images per class and
   of the 100 synthetic ones, DSA with one draw per class shared by its real and synthetic
@@ -80,7 +88,7 @@ imports from it and the settings both sides run):
   weight 0, so only the distillation terms are compared.
 
 For ``dc_match_loss``, ``kd_losses``, ``ddwang_iteration``, ``dm_iteration``,
-``datadam_iteration`` and the two ``mtt`` workloads the driver first checks that both sides
+``datadam_iteration`` and the ``mtt`` and ``pad`` workloads the driver first checks that both sides
 compute the same thing and prints the relative differences (``agreement``).  For ``dm`` and
 ``datadam``: with augmentation off, on one network (theirs carries our weights), the loss and
 the image gradient.  For ``ddwang``: from the same weights, images, step sizes and
@@ -142,6 +150,13 @@ MTT = Reference(
     "50dccea47ba48b9cfb3b9c59375d7da92e4e603b", "utils",
     "Cazenavette, Wang, Torralba, Efros & Zhu 2022, 'Dataset Distillation by Matching "
     "Training Trajectories'; its utils.py imports kornia, scipy and tqdm")
+
+
+PAD = Reference(
+    "PAD", "https://github.com/NUS-HPC-AI-Lab/PAD.git",
+    "8a344b43f8315161a694332c24859cc0b9fff3df", "reparam_module",
+    "Li et al. 2024, 'Prioritize Alignment in Dataset Distillation' (distill/PAD_depth.py at this "
+    "commit); its utils/utils_baseline.py imports kornia, scipy, tqdm and matplotlib")
 
 
 DDWANG = Reference(
@@ -263,6 +278,7 @@ def _dd_test_setup(ref, s):
 
 DSA_STRATEGY = "color_crop_cutout_flip_scale_rotate"  # the reference code bases' default
 IPC = 10  # synthetic images per class of the dm and datadam workloads
+PAD_DEPTH_RATIO = 0.5  # PAD's CIFAR-10 IPC-10 depth_ratio (configs/CIFAR-10/ConvIN/IPC10.yaml)
 
 
 # -- the condensation methods' parts: DSA augmentation, the gradient-matching distance -------
@@ -322,13 +338,16 @@ def _match_theirs(st):
 
 
 # -- trajectory matching: one iteration's unroll -------------------------------------------
-def _mtt_setup(ref, s):
+def _mtt_setup(ref, s, helpers=None):
+    """``ref``: the module with ``get_network``, ``DiffAugment`` and ``ParamDiffAug``
+    (mtt-distillation's utils; for PAD, ``helpers``: its utils.utils_baseline)."""
     import torch
 
     from kddbench_plugins.augmentations.dsa import dsa
     from kddbench_plugins.condensation import trajectory_matching as tm
 
     reparam = importlib.import_module("reparam_module")
+    ref = helpers or ref
     x, y = _dd_tensors(s)
     ours = tm.FlatNet(_our_net(s))
     theirs = reparam.ReparamModule(ref.get_network("ConvNet", 3, 10, (32, 32), dist=False)
@@ -342,7 +361,8 @@ def _mtt_setup(ref, s):
                          lr=torch.tensor(0.01, device=s.device, requires_grad=True),
                          aug=dsa(None), param=ref.ParamDiffAug(), gen=torch.Generator(
                              s.device).manual_seed(2))
-    st.agreement = _mtt_agreement(st)
+    if helpers is None:
+        st.agreement = _mtt_agreement(st)
     return st
 
 
@@ -375,6 +395,90 @@ def _mtt_theirs(st, aug=True):
     st.images.grad, st.lr.grad = None, None
     loss.backward()
     return float(loss.detach()), st.images.grad.detach().clone()
+
+
+def _pad_setup(ref, s):
+    """PAD's iteration (distill/PAD_depth.py): the MTT unroll on soft labels (learned logits,
+    trained on by their SoftCrossEntropy: cross-entropy against ``softmax(logits)``) with the
+    first ``depth_ratio`` = 0.5 of the flat parameter elements left out of the loss's
+    numerator and denominator; ours: ``unroll_full`` / ``unroll_constant`` with
+    ``FlatNet.deep_mask(0.5, "parameters")``."""
+    import torch
+
+    st = _mtt_setup(ref, s, _module_beside(ref, "utils/utils_baseline.py"))
+    g = torch.Generator().manual_seed(3)
+    st.y = torch.randn(st.images.shape[0], 10, generator=g).to(s.device).requires_grad_(True)
+    st.mask = st.ours.deep_mask(PAD_DEPTH_RATIO, "parameters")
+    st.agreement = _pad_agreement(st)
+    return st
+
+
+def _module_beside(ref, relative: str):
+    """The module at ``relative`` in the checkout ``ref`` was imported from, by its file (a
+    ``utils`` package elsewhere on ``sys.path`` would otherwise shadow a namespace folder)."""
+    import importlib.util
+
+    path = Path(ref.__file__).resolve().parent / relative
+    if not path.is_file():
+        raise DriverError(f"no {relative} beside {ref.__name__} in {path.parents[1]}")
+    name = "_reference_" + relative.replace("/", "_").removesuffix(".py")
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:  # the reference's own imports
+        sys.modules.pop(name, None)
+        raise DriverError(f"importing {path} failed: {type(exc).__name__}: {exc}") from None
+    return module
+
+
+def _pad_ours(st, unroll="full", aug=True):
+    steps = st.tm.plan_steps(st.images.shape[0], st.s.syn_steps, 0, st.gen, st.images.device)
+    run = st.tm.unroll_full if unroll == "full" else st.tm.unroll_constant
+    out = run(st.ours, st.start, st.target, st.images, st.y, st.lr, steps,
+              st.aug if aug else None, st.mask)
+    return out.loss, out.image_grad, out.label_grad, out.lr_grad
+
+
+def _pad_theirs(st, aug=True):
+    """What their PAD_depth.py does per iteration (batch_syn = all images, one process),
+    written here around their ReparamModule and DiffAugment."""
+    import torch
+    import torch.nn.functional as F
+
+    params = [st.start.clone().requires_grad_(True)]
+    for _ in range(st.s.syn_steps):
+        idx = torch.randperm(st.images.shape[0])
+        x, y = st.images[idx], st.y[idx]
+        if aug:
+            x = st.ref.DiffAugment(x, DSA_STRATEGY, param=st.param)
+        out = st.theirs(x, flat_param=params[-1])
+        ce = torch.sum(-F.log_softmax(out, dim=1) * F.softmax(y, dim=1)) / out.shape[0]
+        (grad,) = torch.autograd.grad(ce, params[-1], create_graph=True)
+        params.append(params[-1] - st.lr * grad)
+    n = params[0].numel()
+    keep = torch.arange(n)[int(PAD_DEPTH_RATIO * n):]
+    losses = F.mse_loss(params[-1], st.target, reduction="none")
+    dists = F.mse_loss(st.start, st.target, reduction="none")
+    loss = (losses[keep].sum() / n) / (dists[keep].sum() / n)
+    st.images.grad, st.lr.grad, st.y.grad = None, None, None
+    loss.backward()
+    return (float(loss.detach()), st.images.grad.detach().clone(), st.y.grad.detach().clone(),
+            st.lr.grad.detach().clone())
+
+
+def _pad_agreement(st) -> dict:
+    """Relative differences of ours and theirs, augmentation off, same start, images, logits."""
+    theirs = _pad_theirs(st, aug=False)
+    out = {"loss_theirs": theirs[0]}
+    for mode in ("full", "constant"):
+        ours = _pad_ours(st, mode, aug=False)
+        out[f"loss_ours_{mode}"] = ours[0]
+        for name, o, t in zip(("loss", "image_grad", "label_grad", "step_size_grad"), ours,
+                              theirs):
+            out[f"{name}_rel_diff_{mode}"] = _rel_diff(o, t)
+    return out
 
 
 def _mtt_agreement(st) -> dict:
@@ -743,6 +847,14 @@ WORKLOADS = {w.name: w for w in (
              "one MTT iteration, plain unroll: S synthetic steps of ConvNet-3 on N CIFAR-shaped "
              "images with DSA, the matching loss and its gradient",
              _mtt_setup, _mtt_ours, _mtt_theirs, {"images": 100, "epochs": 0, "syn_steps": 10}),
+    Workload("pad_unroll", PAD,
+             "one PAD iteration (PAD_depth.py): the MTT unroll on learned soft labels, the "
+             "first half of the parameter elements left out of the loss; ours plain",
+             _pad_setup, _pad_ours, _pad_theirs, {"images": 100, "epochs": 0, "syn_steps": 10}),
+    Workload("pad_unroll_constant", PAD,
+             "the same iteration, ours with the constant-memory unroll, theirs plain",
+             _pad_setup, lambda st: _pad_ours(st, "constant"), _pad_theirs,
+             {"images": 100, "epochs": 0, "syn_steps": 10}),
     Workload("mtt_unroll_constant", MTT,
              "the same iteration, ours with the constant-memory unroll, theirs plain",
              _mtt_setup, lambda st: _mtt_ours(st, "constant"), _mtt_theirs,
@@ -750,7 +862,8 @@ WORKLOADS = {w.name: w for w in (
 )}
 
 
-_CHECKED = (_match_setup, _kd_setup, _ddwang_setup, _mtt_setup, _dm_setup, _datadam_setup)  # the setups that check agreement
+_CHECKED = (_match_setup, _kd_setup, _ddwang_setup, _mtt_setup, _dm_setup, _datadam_setup,
+            _pad_setup)  # the setups that check agreement
 
 
 # -- getting the reference ---------------------------------------------------------------------

@@ -248,6 +248,35 @@ def test_mtt_workloads_check_agreement_then_time(driver, mtt_stand_in, capsys, t
     assert sys.modules["utils"].CALLS == ["color_crop_cutout_flip_scale_rotate"] * 4
 
 
+@pytest.fixture
+def pad_stand_in(tmp_path):
+    """PAD's layout: reparam_module.py at the root, its helpers in utils/utils_baseline.py."""
+    yield from _laid_out(tmp_path, {"utils/utils_baseline.py": MTT_STAND_IN,
+                                    "reparam_module.py": REPARAM_STAND_IN})
+
+
+@pytest.mark.parametrize("workload", ["pad_unroll", "pad_unroll_constant"])
+def test_pad_workloads_check_agreement_then_time(driver, pad_stand_in, capsys, tmp_path,
+                                                  workload):
+    result = _run(driver, tmp_path, [workload, "--reference", str(pad_stand_in), "--images",
+                                     "4", "--syn-steps", "2", "--rounds", "1"])
+    capsys.readouterr()
+    agreement = result["agreement"]
+    # soft labels and the deep-layer mask on both sides: the same loss and gradients
+    assert agreement["loss_rel_diff_full"] < 1e-5
+    assert agreement["label_grad_rel_diff_full"] < 1e-4
+    assert agreement["image_grad_rel_diff_constant"] < 1e-3
+    calls = sys.modules["_reference_utils_utils_baseline"].CALLS
+    assert calls == ["color_crop_cutout_flip_scale_rotate"] * 4
+
+
+def test_pad_workload_agrees_exactly_in_float64(driver, pad_stand_in, capsys, tmp_path):
+    result = _run(driver, tmp_path, ["pad_unroll", "--reference", str(pad_stand_in), "--images",
+                                     "4", "--syn-steps", "2", "--check-only", "--dtype",
+                                     "float64"])
+    assert max(v for k, v in result["agreement"].items() if "rel_diff" in k) < 1e-12
+
+
 def test_mtt_workload_refuses_a_different_network(driver, mtt_stand_in, capsys):
     text = (mtt_stand_in / "utils.py").read_text().replace("WIDTHS = 3", "WIDTHS = 2")
     (mtt_stand_in / "utils.py").write_text(text)
