@@ -225,7 +225,8 @@ def _slice_options(lead: str):
               "submitit[partition=gpu,gpus=1] (Slurm; pip install submitit), "
               "ray[address=auto,gpus=1] (pip install ray).")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
-              help="torch threads per worker.")
+              help="torch threads per worker (large CPU tensors stay on glibc's heap: env "
+              "KDDBENCH_CPU_ALLOCATOR=heap, the default, or system).")
 @click.option("--reporter", "reporters", multiple=True, metavar="NAME",
               help="Also send every finished record to this reporter plugin. Repeatable.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE",
