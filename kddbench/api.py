@@ -76,6 +76,8 @@ def run(suite, out_dir: str | Path | None = None, *, overrides: Iterable[str] = 
               on_record=(lambda record: [sink(record) for sink in sinks]) if sinks else None,
               wait=wait, announce=announce)
     df = write_reports(suite, out)
+    # cells with no record yet: a run told to stop after its running cells leaves some
+    df.attrs["cells_left"] = sum(store.get(c.cell_id) is None for c in cells)
     if (out / "index.html").is_file():  # a report with a page keeps it in step
         from .html import write_html
 

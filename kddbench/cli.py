@@ -290,6 +290,12 @@ def run(suite, out, device, smoke, smoke_per_class, data_root, download, cache_d
         click.echo(f"{len(bad)} cell(s) failed; their tracebacks are in {where / 'records'}. "
                    "Fix the cause and run again: finished cells are not recomputed.", err=True)
         sys.exit(ExitCode.FAILED_CELLS)
+    from .runner import stopping_after_running
+
+    if stopping_after_running() and df.attrs.get("cells_left"):
+        click.echo(f"stopped after the running cells (SIGUSR1): {df.attrs['cells_left']} "
+                   "cell(s) not started; run again to go on", err=True)
+        sys.exit(ExitCode.INTERRUPTED)
 
 
 @cli.command(help="Rebuild results.csv and the leaderboards from stored records (no compute)."
@@ -624,8 +630,25 @@ def _stop_on_sigterm():
     return signal.signal(signal.SIGTERM, _terminated)
 
 
+def _stop_after_running_on_sigusr1():
+    """SIGUSR1 (``kill -USR1 PID``) asks a run to start nothing more and to end when its
+    running cells have finished (kddbench.runner.stop_after_running), exit 130 if cells are
+    left; the local executors' workers ignore it. Returns the previous handler, or None."""
+    import signal
+    import threading
+
+    if (threading.current_thread() is not threading.main_thread()
+            or not hasattr(signal, "SIGUSR1")
+            or signal.getsignal(signal.SIGUSR1) is not signal.SIG_DFL):
+        return None
+    from .runner import stop_after_running
+
+    return signal.signal(signal.SIGUSR1, lambda signum, frame: stop_after_running())
+
+
 def main(argv=None) -> None:
     previous = _stop_on_sigterm()
+    previous_usr1 = _stop_after_running_on_sigusr1()
     try:
         cli.main(args=argv, prog_name="kddbench", standalone_mode=False)
     except KddbenchError as exc:
@@ -640,10 +663,12 @@ def main(argv=None) -> None:
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     finally:
-        if previous is not None:
-            import signal
+        import signal
 
+        if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+        if previous_usr1 is not None:
+            signal.signal(signal.SIGUSR1, previous_usr1)
 
 
 if __name__ == "__main__":  # pragma: no cover

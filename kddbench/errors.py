@@ -35,7 +35,8 @@ _MEANING = {
     ExitCode.NOTHING_COMPARED: ("compare found nothing to compare, or a baseline row is missing; "
                                 "release found nothing to release"),
     ExitCode.NOT_COMPARABLE: "plugin or protocol versions differ",
-    ExitCode.INTERRUPTED: "interrupted (Ctrl-C or SIGTERM); finished cells are kept",
+    ExitCode.INTERRUPTED: "interrupted (Ctrl-C or SIGTERM; SIGUSR1 lets the running cells "
+                          "finish first); finished cells are kept",
 }
 
 

@@ -6,11 +6,12 @@ import functools
 import platform
 import subprocess
 import sys
+import threading
 import time
 import traceback
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from . import allocator
 from .cells import Cell
@@ -35,6 +36,35 @@ def git_revision() -> str:
         return rev.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+
+
+# "finish the running cells, then stop" (SIGUSR1 to `kddbench run`, kddbench.cli): no cell or
+# artifact is started once it is set; what is running finishes and is stored
+_STOP_AFTER_RUNNING = threading.Event()
+
+
+def stop_after_running(on: bool = True) -> None:
+    """Ask the run in this process to start nothing more and end when its running cells have
+    finished (their records are stored; the rest stays to do); ``on = False`` takes it back."""
+    if on:
+        _STOP_AFTER_RUNNING.set()
+    else:
+        _STOP_AFTER_RUNNING.clear()
+
+
+def stopping_after_running() -> bool:
+    return _STOP_AFTER_RUNNING.is_set()
+
+
+def _until_stopped(items: Iterable) -> Iterator:
+    """``items`` until :func:`stop_after_running` is asked for (checked before each next)."""
+    source = iter(items)
+    while not _STOP_AFTER_RUNNING.is_set():
+        try:
+            item = next(source)
+        except StopIteration:
+            return
+        yield item
 
 
 def environment(registry: Registry, device: str) -> dict[str, Any]:
@@ -217,9 +247,12 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
 
 
 def _pool_worker_init(job: CellJob) -> None:
+    import signal
     import warnings
 
     _die_with_parent()
+    if hasattr(signal, "SIGUSR1"):  # meant for the run (kddbench.cli), not its workers
+        signal.signal(signal.SIGUSR1, signal.SIG_IGN)
     warnings.showwarning = _one_line_warning  # a corrupt artifact: one line, as in the parent
     job.setup()
 
@@ -377,7 +410,7 @@ def build_artifacts(cells: Sequence[Cell], executor, suite_name: str, registry: 
                     bar.started(item.artifact_id, item.label())
                     yield item
 
-            for item, result in executor.map(taken(), suite_name):
+            for item, result in executor.map(_until_stopped(taken()), suite_name):
                 results[item.artifact_id] = result
                 bar.finished(item.artifact_id, "built" if result.get("built") else "ready")
                 if result.get("status") != "ok" and announce:
@@ -464,11 +497,11 @@ def run_cells(
                                          progress, announce))
             if bar is None:
                 bar = _Progress(len(todo), suite_name, progress)
-            if number == len(chunks) - 1:
+            if number == len(chunks) - 1 or stopping_after_running():
                 break
             _run_batch(pending, executor, suite_name, store, claims, seen, bar, notes,
                        registry, on_record, elsewhere)
-        pending = chunks[-1] if chunks else []
+        pending = chunks[-1] if chunks and not stopping_after_running() else []
         while pending:
             _run_batch(pending, executor, suite_name, store, claims, seen, bar, notes, registry,
                        on_record, elsewhere)
@@ -520,7 +553,7 @@ def _run_batch(cells: list[Cell], executor, suite_name: str, store: ResultStore,
     """Claim and run ``cells`` on ``executor``, storing each record as it arrives; cells a
     live run holds go to ``elsewhere``."""
     taken = (c for c in cells if _take(c, store, claims, seen, bar, elsewhere))
-    for cell, record in executor.map(taken, suite_name):
+    for cell, record in executor.map(_until_stopped(taken), suite_name):
         _keep(cell, record, notes.pop(cell.cell_id, ()), store, claims, bar, registry, on_record)
 
 
@@ -572,7 +605,7 @@ def _drain(executor, schedule, suite_name: str, store: ResultStore, claims, shar
     from .artifacts import ArtifactRequest
 
     results: dict[str, dict] = {}
-    for item, result in executor.map(schedule, suite_name):
+    for item, result in executor.map(_until_stopped(schedule), suite_name):
         schedule.finished(item)
         if isinstance(item, ArtifactRequest):
             claims.release(item.cell_id)
@@ -593,7 +626,7 @@ def _wait_for_others(cells: list[Cell], store: ResultStore, claims, seen, bar, w
                      poll_s: float, say: Callable[[str], None]) -> list[Cell]:
     """Wait until another run's cells have records; return those whose holder died (to be
     computed here).  Without ``wait``, say which cells run elsewhere and return none."""
-    if not cells:
+    if not cells or stopping_after_running():
         return []
     holders = set()
     for cell in cells:

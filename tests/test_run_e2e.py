@@ -258,6 +258,74 @@ def test_sigterm_stops_a_pool_run_like_ctrl_c(tmp_path):
     assert not any(_alive(w) for w in workers), "worker processes outlived the runner"
 
 
+@pytest.mark.slow
+def test_sigusr1_finishes_the_running_cells_then_stops(tmp_path):
+    """``kill -USR1 PID``: nothing more is started, the cells running then finish and are
+    stored, exit 130; the same command then computes only the rest."""
+    proc, out = _pool_run_past_its_first_record(tmp_path)
+    at_signal = len(_records(out))
+    proc.send_signal(signal.SIGUSR1)
+    try:
+        _, err = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail("SIGUSR1 did not end the run")
+    assert proc.returncode == 130, err.decode()
+    assert b"stopped after the running cells" in err
+    done = _records(out)
+    assert all(r["status"] == "ok" for r in done.values())
+    # at most the two workers' cells were running; none was started after the signal
+    assert at_signal <= len(done) <= at_signal + 2 and len(done) < 10
+    assert not list((out / "claims").glob("*.lease")), "claims were not released"
+    again = subprocess.run([sys.executable, "-m", "kddbench.cli", "run",
+                            str(tmp_path / "tiny.toml"), "--out", str(out), "--jobs", "1",
+                            "--no-progress"], capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    after = _records(out)
+    assert len(after) == 10
+    assert all(after[k]["started"] == v["started"] for k, v in done.items())  # not recomputed
+
+
+def test_stop_after_running_in_process_keeps_what_ran(tmp_path):
+    """The library: asked while a cell runs (here by the first record's callback), the run
+    stores that cell and starts no other; cleared, the next run does the rest."""
+    from kddbench import api
+    from kddbench.runner import _until_stopped, stop_after_running
+
+    suite = write_suite(tmp_path / "tiny.toml", TINY_SUITE)
+    out = tmp_path / "out"
+    seen = []
+
+    def first_stops(record):
+        seen.append(record["cell_id"])
+        stop_after_running()
+
+    from kddbench.hookspecs import hookimpl
+    from kddbench.plugins import get_registry
+
+    class StopAfterFirst:
+        @hookimpl
+        def kddbench_record_finished(self, record):
+            first_stops(record)
+
+    registry = get_registry()
+    registry.pm.register(StopAfterFirst(), name="stop-after-first")
+    try:
+        df = api.run(str(suite), str(out), jobs=1, progress=False)
+    finally:
+        registry.pm.unregister(name="stop-after-first")
+        stop_after_running(False)
+    assert len(seen) == 1 and len(_records(out)) == 1 and df.attrs["cells_left"] == 9
+    df = api.run(str(suite), str(out), jobs=1, progress=False)
+    assert len(_records(out)) == 10 and df.attrs["cells_left"] == 0
+    stop_after_running()
+    try:
+        assert list(_until_stopped(iter([1, 2]))) == []
+    finally:
+        stop_after_running(False)
+    assert list(_until_stopped(iter([1, 2]))) == [1, 2]
+
+
 def test_a_corrupt_record_or_artifact_is_set_aside_and_recomputed(tmp_path, cli):
     import hashlib
     import io
