@@ -218,6 +218,19 @@ def _pool_run_past_its_first_record(tmp_path, **popen):
     return proc, out
 
 
+def _signalled(proc, sig, timeout: float) -> bytes:
+    """Send ``sig`` to the run ``proc``; it must end with exit 130 within ``timeout`` s.
+    Returns its stderr."""
+    proc.send_signal(sig)
+    try:
+        _, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail(f"{signal.Signals(sig).name} did not end the run")
+    assert proc.returncode == 130, err.decode()
+    return err
+
+
 @pytest.mark.slow
 def test_ctrl_c_stops_a_pool_run_and_keeps_finished_cells(tmp_path):
     def default_sigint():  # a shell's background job ignores SIGINT, and its children inherit it
@@ -241,13 +254,7 @@ def test_sigterm_stops_a_pool_run_like_ctrl_c(tmp_path):
     it stops its workers, releases its claims and keeps the finished cells, exit 130."""
     proc, out = _pool_run_past_its_first_record(tmp_path)
     workers = [c for c in _children(proc.pid) if _alive(c)]
-    proc.send_signal(signal.SIGTERM)
-    try:
-        _, err = proc.communicate(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        pytest.fail("SIGTERM did not stop the run")
-    assert proc.returncode == 130, err.decode()
+    err = _signalled(proc, signal.SIGTERM, 30)
     assert b"interrupted" in err
     done = _records(out)
     assert 1 <= len(done) < 10 and all(r["status"] == "ok" for r in done.values())
@@ -264,13 +271,7 @@ def test_sigusr1_finishes_the_running_cells_then_stops(tmp_path):
     stored, exit 130; the same command then computes only the rest."""
     proc, out = _pool_run_past_its_first_record(tmp_path)
     at_signal = len(_records(out))
-    proc.send_signal(signal.SIGUSR1)
-    try:
-        _, err = proc.communicate(timeout=120)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        pytest.fail("SIGUSR1 did not end the run")
-    assert proc.returncode == 130, err.decode()
+    err = _signalled(proc, signal.SIGUSR1, 120)
     assert b"stopped after the running cells" in err
     done = _records(out)
     assert all(r["status"] == "ok" for r in done.values())
