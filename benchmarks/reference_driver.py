@@ -182,6 +182,7 @@ class Workload:
     ours: Callable[[Any], None]
     theirs: Callable[[Any], None]
     defaults: dict = field(default_factory=dict)
+    images_are: str = "images"          # what --images counts, for the printed table
 
 
 # -- the dataset-distillation code base: evaluation training and the test pass ---------------
@@ -829,12 +830,14 @@ WORKLOADS = {w.name: w for w in (
     Workload("dm_iteration", DATASET_CONDENSATION,
              "one DM iteration: ConvNet-3 embeddings of N real images per class and IPC 10 "
              "synthetic ones (CIFAR-shaped), DSA, the class-mean distance and its image "
-             "gradient", _dm_setup, _dm_ours, _dm_theirs, {"images": 256, "epochs": 0}),
+             "gradient", _dm_setup, _dm_ours, _dm_theirs, {"images": 256, "epochs": 0},
+             "real images per class"),
     Workload("datadam_iteration", DATADAM,
              "one DataDAM iteration at its code's setting: batch-norm ConvNet-3, N real images "
              "per class and IPC 10 synthetic ones (CIFAR-shaped), DSA, attention maps and "
              "embeddings matched by class mean, the image gradient",
-             _datadam_setup, _datadam_ours, _datadam_theirs, {"images": 64, "epochs": 0}),
+             _datadam_setup, _datadam_ours, _datadam_theirs, {"images": 64, "epochs": 0},
+             "real images per class"),
     Workload("kd_losses", MDISTILLER,
              "four KD losses (tempered KL, DKD, attention transfer, relational KD), forward and "
              "backward, E times on a batch of N", _kd_setup, _kd_ours, _kd_theirs,
@@ -937,7 +940,8 @@ def measure(workload: Workload, module, settings, rounds: int) -> dict:
             "reference_commit": workload.reference.commit, "device": str(dev),
             "threads": torch.get_num_threads(), "rounds": rounds,
             "dtype": str(torch.get_default_dtype()).replace("torch.", ""),
-            "images": settings.images, "epochs": settings.epochs,
+            "images": settings.images, "images_are": workload.images_are,
+            "epochs": settings.epochs,
             "load_avg_1min": [load, os.getloadavg()[0]],
             "ours_s": {"median": statistics.median(ours), "best": min(ours)},
             "theirs_s": {"median": statistics.median(theirs), "best": min(theirs)},
@@ -958,7 +962,8 @@ def check(workload: Workload, module, settings) -> dict:
     return {"workload": workload.name, "reference": workload.reference.name,
             "reference_commit": workload.reference.commit, "device": settings.device,
             "dtype": str(torch.get_default_dtype()).replace("torch.", ""),
-            "images": settings.images, "epochs": settings.epochs,
+            "images": settings.images, "images_are": workload.images_are,
+            "epochs": settings.epochs,
             **({"syn_steps": settings.syn_steps} if settings.syn_steps else {}),
             "agreement": state.agreement}
 
@@ -973,7 +978,8 @@ def table(r: dict) -> str:
     steps = f", {r['syn_steps']} synthetic steps" if r.get("syn_steps") else ""
     return "\n".join([
         f"{r['workload']}: ours vs {r['reference']}@{r['reference_commit'][:12]}, "
-        f"{r['images']} images, {r['epochs']} epochs{steps}, device {r['device']}, "
+        f"{r['images']} {r.get('images_are', 'images')}, {r['epochs']} epochs{steps}, "
+        f"device {r['device']}, "
         f"{r.get('dtype', 'float32')}, {r['threads']} "
         f"thread(s), {r['rounds']} alternating rounds, load average "
         f"{r['load_avg_1min'][0]:.1f} -> {r['load_avg_1min'][1]:.1f}",
