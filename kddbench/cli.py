@@ -1,6 +1,7 @@
 """The ``kddbench`` command: parses arguments and calls :mod:`kddbench.api`, nothing else."""
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -243,11 +244,16 @@ def _slice_options(lead: str):
               help="Smoke runs: images per class in each split [default: 2].")
 @click.option("--no-wait", is_flag=True,
               help="Do not wait for cells another run on the same --out is computing.")
+@click.option("--stop-starting-after", "stop_starting_after", default=None, metavar="DURATION",
+              help="Start no cell after this long (e.g. 90m, 1.5h, 600s); the running cells "
+              "finish, exit 130 if cells are left (as on SIGUSR1).")
 @click.option("--force", is_flag=True, help="Run suites of any size (default limit: 100,000 "
               "cells; also KDDBENCH_MAX_CELLS).")
 def run(suite, out, device, smoke, smoke_per_class, data_root, download, cache_dir, no_cache, jobs, executor, threads,
-        reporters, overrides, only, where, dry_run, no_progress, no_wait, force):
+        reporters, overrides, only, where, dry_run, no_progress, no_wait, stop_starting_after,
+        force):
     _allow_any_size(force)
+    stop_in = parse_duration(stop_starting_after) if stop_starting_after is not None else None
     if smoke:  # only an explicit --data-root/--cache-dir counts, not KDDBENCH_DATA/_CACHE
         from .smoke import explicit_paths
 
@@ -273,7 +279,16 @@ def run(suite, out, device, smoke, smoke_per_class, data_root, download, cache_d
     from . import api
     from .report import failures
 
-    with _one_line_warnings():
+    timer = None
+    if stop_in is not None:
+        import threading
+
+        from .runner import stop_after_running
+
+        timer = threading.Timer(stop_in, stop_after_running)
+        timer.daemon = True
+        timer.start()
+    with _one_line_warnings(), _cancelled_after(timer):
         df = api.run(suite, out, smoke=smoke, smoke_per_class=smoke_per_class,
                      overrides=overrides, device=device, data_root=data_root,
                      download=download, cache_dir=cache_dir, use_cache=not no_cache, jobs=jobs,
@@ -293,7 +308,9 @@ def run(suite, out, device, smoke, smoke_per_class, data_root, download, cache_d
     from .runner import stopping_after_running
 
     if stopping_after_running() and df.attrs.get("cells_left"):
-        click.echo(f"stopped after the running cells (SIGUSR1): {df.attrs['cells_left']} "
+        why = "SIGUSR1" if stop_in is None else \
+            f"SIGUSR1 or --stop-starting-after {stop_starting_after}"
+        click.echo(f"stopped after the running cells ({why}): {df.attrs['cells_left']} "
                    "cell(s) not started; run again to go on", err=True)
         sys.exit(ExitCode.INTERRUPTED)
 
@@ -609,6 +626,34 @@ def bench(arch, images, epochs, repeats, device):
     import pandas as pd
 
     click.echo(pd.DataFrame(rows).to_markdown(index=False, floatfmt=".1f"))
+
+
+@contextlib.contextmanager
+def _cancelled_after(timer):
+    """``timer`` (or None) is cancelled when the block ends, however it ends."""
+    try:
+        yield
+    finally:
+        if timer is not None:
+            timer.cancel()
+
+
+_DURATION_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in ``"90m"``, ``"1.5h"``, ``"600s"`` or ``"600"`` (seconds); more than 0."""
+    raw = str(text).strip().lower()
+    unit = raw[-1:] if raw[-1:] in _DURATION_UNITS else "s"
+    number = raw[:-1] if raw[-1:] in _DURATION_UNITS else raw
+    try:
+        value = float(number) * _DURATION_UNITS[unit]
+    except ValueError:
+        value = float("nan")
+    if not (value > 0 and value != float("inf")):
+        raise KddbenchError(f"--stop-starting-after {text!r}: expected a positive duration "
+                            "such as 90m, 1.5h or 600s")
+    return value
 
 
 def _terminated(signum, frame):

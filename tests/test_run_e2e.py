@@ -287,6 +287,25 @@ def test_sigusr1_finishes_the_running_cells_then_stops(tmp_path):
     assert all(after[k]["started"] == v["started"] for k, v in done.items())  # not recomputed
 
 
+def test_stop_starting_after_a_duration(tmp_path, cli):
+    """``--stop-starting-after``: the cells started before the time is up finish, no later one
+    starts, exit 130; a bad duration is one line and exit 2."""
+    from kddbench.runner import stop_after_running
+
+    suite = write_suite(tmp_path / "tiny.toml", TINY_SUITE.replace("epochs = 3", "epochs = 60"))
+    out = tmp_path / "out"
+    try:
+        code, _, err = cli("run", suite, "--out", out, "--jobs", "1", "--no-progress",
+                           "--stop-starting-after", "0.5s")
+    finally:
+        stop_after_running(False)
+    assert code == 130, err
+    assert "--stop-starting-after 0.5s" in err
+    assert 1 <= len(_records(out)) < 10
+    code, _, err = cli("run", suite, "--out", out, "--stop-starting-after", "soon")
+    assert code == 2 and "positive duration" in err and len(err.strip().splitlines()) == 1
+
+
 def test_stop_after_running_in_process_keeps_what_ran(tmp_path):
     """The library: asked while a cell runs (here by the first record's callback), the run
     stores that cell and starts no other; cleared, the next run does the rest."""

@@ -90,3 +90,34 @@ def test_bench_refuses_a_zero_budget_in_one_line(cli, option):
     code, out, err = cli("bench", option, "0")
     assert code == 2 and f"'{option}': 0 is not in the range" in err
     assert "Traceback" not in out + err
+
+
+def test_a_duration_is_seconds_or_one_error():
+    """--stop-starting-after's parser: every positive number with s/m/h (or none) is its
+    seconds; anything else is one KddbenchError (one line, exit 2), never another exception."""
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    from kddbench.cli import parse_duration
+    from kddbench.errors import KddbenchError
+
+    assert parse_duration("90m") == 5400 and parse_duration(" 1.5H ") == 5400
+    assert parse_duration("600") == parse_duration("600s") == 600
+
+    @given(st.floats(min_value=1e-3, max_value=1e6), st.sampled_from(["", "s", "m", "h"]))
+    def good(value, unit):
+        scale = {"": 1, "s": 1, "m": 60, "h": 3600}[unit]
+        assert abs(parse_duration(f"{value!r}{unit}") - value * scale) <= 1e-9 * value * scale
+
+    @given(st.text(max_size=8))
+    def anything(text):
+        try:
+            assert parse_duration(text) > 0
+        except KddbenchError as exc:
+            assert "positive duration" in str(exc)
+
+    good()
+    anything()
+    for bad in ("0", "-5m", "nan", "inf", "5x", "", "m"):
+        with pytest.raises(KddbenchError, match="positive duration"):
+            parse_duration(bad)
