@@ -339,16 +339,17 @@ def _match_theirs(st):
 
 
 # -- trajectory matching: one iteration's unroll -------------------------------------------
-def _mtt_setup(ref, s, helpers=None):
-    """``ref``: the module with ``get_network``, ``DiffAugment`` and ``ParamDiffAug``
-    (mtt-distillation's utils; for PAD, ``helpers``: its utils.utils_baseline)."""
+def _unroll_problem(helpers, s):
+    """One unroll's tensors on both sides: ``helpers`` has ``get_network``, ``DiffAugment``
+    and ``ParamDiffAug`` (mtt-distillation's utils; PAD's utils/utils_baseline.py), their
+    ``reparam_module`` is importable."""
     import torch
 
     from kddbench_plugins.augmentations.dsa import dsa
     from kddbench_plugins.condensation import trajectory_matching as tm
 
     reparam = importlib.import_module("reparam_module")
-    ref = helpers or ref
+    ref = helpers
     x, y = _dd_tensors(s)
     ours = tm.FlatNet(_our_net(s))
     theirs = reparam.ReparamModule(ref.get_network("ConvNet", 3, 10, (32, 32), dist=False)
@@ -362,8 +363,12 @@ def _mtt_setup(ref, s, helpers=None):
                          lr=torch.tensor(0.01, device=s.device, requires_grad=True),
                          aug=dsa(None), param=ref.ParamDiffAug(), gen=torch.Generator(
                              s.device).manual_seed(2))
-    if helpers is None:
-        st.agreement = _mtt_agreement(st)
+    return st
+
+
+def _mtt_setup(ref, s):
+    st = _unroll_problem(ref, s)
+    st.agreement = _mtt_agreement(st)
     return st
 
 
@@ -406,7 +411,7 @@ def _pad_setup(ref, s):
     ``FlatNet.deep_mask(0.5, "parameters")``."""
     import torch
 
-    st = _mtt_setup(ref, s, _module_beside(ref, "utils/utils_baseline.py"))
+    st = _unroll_problem(_module_beside(ref, "utils/utils_baseline.py"), s)
     g = torch.Generator().manual_seed(3)
     st.y = torch.randn(st.images.shape[0], 10, generator=g).to(s.device).requires_grad_(True)
     st.mask = st.ours.deep_mask(PAD_DEPTH_RATIO, "parameters")
@@ -516,18 +521,24 @@ def _copy_parameters(theirs, ours, what: str) -> None:
             t.copy_(o)
 
 
+def _frozen_pair(our_net, their_net, what: str):
+    """Both networks frozen in training mode (both references embed so), theirs with our
+    weights."""
+    _copy_parameters(their_net, our_net, what)
+    for net in (our_net, their_net):
+        net.requires_grad_(False)
+        net.train()
+    return our_net, their_net
+
+
 def _matching_setup(s, our_net, their_net, what: str):
-    """Shared by DM and DataDAM: one frozen network on both sides (their copy has our
-    weights), ``--images`` real images per class and IPC 10 synthetic ones, our DSA and
-    theirs."""
+    """Shared by DM and DataDAM: one frozen network on both sides (:func:`_frozen_pair`),
+    ``--images`` real images per class and IPC 10 synthetic ones, our DSA and theirs."""
     import torch
 
     from kddbench_plugins.augmentations.dsa import dsa
 
-    _copy_parameters(their_net, our_net, what)
-    for net in (our_net, their_net):
-        net.requires_grad_(False)
-        net.train()  # both references embed in training mode
+    _frozen_pair(our_net, their_net, what)
     x_real, y_real = _by_class(s, s.images, 4)
     x_syn, y_syn = _by_class(s, IPC, 5)
     return SimpleNamespace(s=s, ours_net=our_net, theirs_net=their_net, x_real=x_real,
@@ -599,11 +610,12 @@ def _gradient_agreement(st, ours, theirs) -> dict:
             "image_grad_rel_diff": _rel_diff(grad_o, grad_t)}
 
 
-def _datadam_setup(ref, s, pool: bool = True):
+def _datadam_setup(ref, s):
     """DataDAM at its released code's setting (batch-norm ConvNet-3, p 1, the embedding term
     weighted 0.01, x100).  Their attention maps are the ReLU outputs before pooling, ours the
-    stage outputs after it; without pooling the two are the same maps, which is how the
-    agreement is checked (``pool = False``, in a separate pair of networks)."""
+    stage outputs after it; without pooling the two are the same maps, so the agreement is
+    checked on a pair of networks without pooling and the rounds are timed on the pooled
+    pair."""
     from kddbench_plugins.condensation import distribution_matching as dmm
 
     networks = importlib.import_module("networks")
@@ -620,12 +632,7 @@ def _datadam_setup(ref, s, pool: bool = True):
     st = _matching_setup(s, ours, theirs, "ConvNet (batch norm)")
     st.ref, st.dmm, st.param, st.get_attention = ref, dmm, ref.ParamDiffAug(), ref.get_attention
     st.agreement = _gradient_agreement(st, _datadam_ours, _datadam_theirs)
-    if pool:  # the timed networks: the method's ConvNet-3, with pooling
-        st.ours_net, st.theirs_net = pair(True)
-        _copy_parameters(st.theirs_net, st.ours_net, "ConvNet (batch norm)")
-        for net in (st.ours_net, st.theirs_net):
-            net.requires_grad_(False)
-            net.train()
+    st.ours_net, st.theirs_net = _frozen_pair(*pair(True), "ConvNet (batch norm)")
     return st
 
 

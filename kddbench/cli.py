@@ -644,13 +644,12 @@ _DURATION_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
 def parse_duration(text: str) -> float:
     """Seconds in ``"90m"``, ``"1.5h"``, ``"600s"`` or ``"600"`` (seconds); more than 0."""
     raw = str(text).strip().lower()
-    unit = raw[-1:] if raw[-1:] in _DURATION_UNITS else "s"
-    number = raw[:-1] if raw[-1:] in _DURATION_UNITS else raw
+    scale = _DURATION_UNITS.get(raw[-1:])
     try:
-        value = float(number) * _DURATION_UNITS[unit]
+        value = float(raw[:-1] if scale else raw) * (scale or 1.0)
     except ValueError:
         value = float("nan")
-    if not (value > 0 and value != float("inf")):
+    if not (0 < value < float("inf")):
         raise KddbenchError(f"--stop-starting-after {text!r}: expected a positive duration "
                             "such as 90m, 1.5h or 600s")
     return value

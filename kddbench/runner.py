@@ -501,7 +501,7 @@ def run_cells(
                 break
             _run_batch(pending, executor, suite_name, store, claims, seen, bar, notes,
                        registry, on_record, elsewhere)
-        pending = chunks[-1] if chunks and not stopping_after_running() else []
+        pending = chunks[-1] if chunks else []
         while pending:
             _run_batch(pending, executor, suite_name, store, claims, seen, bar, notes, registry,
                        on_record, elsewhere)
